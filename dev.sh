@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# One entry point that sets everything up, then does the job:
+#   ./dev.sh train [hydra overrides...]  default CartPole training, tracked in mlruns/
+#   ./dev.sh test  [pytest args...]      lint, format check, type check and the test suite
+#   ./dev.sh setup                       only create/refresh .venv
+# The virtual environment is rebuilt only when pyproject.toml or requirements.lock change.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+find_python() {
+  for candidate in "${PYTHON:-}" python3.11 python3; do
+    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))'; then
+      echo "$candidate"
+      return
+    fi
+  done
+  echo "pg: Python >= 3.11 is required" >&2
+  exit 1
+}
+
+setup() {
+  if [ ! -x .venv/bin/python ]; then
+    "$(find_python)" -m venv .venv
+  fi
+  local stamp
+  stamp=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
+  if [ "$(cat .venv/.pg-stamp 2>/dev/null)" != "$stamp" ]; then
+    # torch first and exactly: a range, or a dependency asking for torch, would otherwise
+    # pull the newest CUDA build (gigabytes).
+    .venv/bin/python -m pip install --quiet "torch==2.13.0"
+    .venv/bin/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+    echo "$stamp" >.venv/.pg-stamp
+  fi
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  setup)
+    setup
+    ;;
+  train)
+    setup
+    exec .venv/bin/python -m pg.run "$@"
+    ;;
+  test)
+    setup
+    .venv/bin/ruff check .
+    .venv/bin/ruff format --check .
+    .venv/bin/mypy
+    exec .venv/bin/python -m pytest "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh {train|test|setup} [args...]" >&2
+    exit 64
+    ;;
+esac

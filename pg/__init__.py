@@ -1,0 +1,3 @@
+"""pg: run, sweep, track and reproduce policy-gradient (REINFORCE) experiments."""
+
+__version__ = "0.1.0"

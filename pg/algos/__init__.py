@@ -1,0 +1,19 @@
+"""Algorithm registry: config names map to classes (no import strings from YAML)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from pg.algos.base import Algorithm, DivergenceError
+from pg.algos.pg import PolicyGradient
+from pg.algos.reinforce import Reinforce
+from pg.config import AlgoConfig
+
+ALGORITHMS: dict[str, type[Algorithm]] = {"reinforce": Reinforce, "pg": PolicyGradient}
+
+
+def make_algorithm(cfg: AlgoConfig, policy: nn.Module) -> Algorithm:
+    return ALGORITHMS[cfg.name](cfg, policy)
+
+
+__all__ = ["ALGORITHMS", "Algorithm", "DivergenceError", "make_algorithm"]

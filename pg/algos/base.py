@@ -1,0 +1,85 @@
+"""What every policy-gradient algorithm shares: the loss and the diagnostics of an update.
+
+An algorithm decides two things: when the buffer holds a batch (and which rows), and the
+scale that multiplies :math:`\\log \\pi(a|s)`.  The loss is then the same for all:
+
+    L = -mean(scale * log pi(a|s)) - entropy_beta * H(pi)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from pg import metrics as m
+from pg.config import AlgoConfig
+from pg.diagnostics import entropy, grad_stats, kl_divergence
+from pg.rollout import Batch, RolloutBuffer
+
+
+class DivergenceError(RuntimeError):
+    """The loss stopped being a finite number; training cannot recover from that."""
+
+
+class Algorithm(ABC):
+    def __init__(self, cfg: AlgoConfig, policy: nn.Module) -> None:
+        self.cfg = cfg
+        self.policy = policy
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+
+    @abstractmethod
+    def ready_batch(self, buffer: RolloutBuffer) -> Batch | None:
+        """Take the next batch out of ``buffer`` if it holds one, else ``None``."""
+
+    def scales(self, returns: NDArray[np.float64]) -> tuple[NDArray[np.float64], float]:
+        """Scale per transition and the mean baseline subtracted (0 without one)."""
+        return returns, 0.0
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        scales, baseline = self.scales(batch.returns)
+        scale_t = torch.as_tensor(scales, dtype=torch.float32)
+        logits = self.policy(batch.obs)
+        log_p = torch.log_softmax(logits, dim=-1)
+        log_p_a = log_p.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        policy_loss = -(scale_t * log_p_a).mean()
+        ent = entropy(logits)
+        entropy_loss = -self.cfg.entropy_beta * ent
+        total = policy_loss + entropy_loss
+        if not torch.isfinite(total):
+            raise DivergenceError(f"loss is {float(total)} (policy {float(policy_loss)})")
+
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()  # type: ignore[no-untyped-call]
+        grads = grad_stats(self.policy)
+        if self.cfg.clip_grad is not None:
+            nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.clip_grad)
+        self.optimizer.step()
+
+        with torch.no_grad():
+            kl = kl_divergence(logits.detach(), self.policy(batch.obs))
+        return {
+            m.LOSS_POLICY: float(policy_loss),
+            m.LOSS_ENTROPY: float(entropy_loss),
+            m.LOSS_TOTAL: float(total),
+            m.ENTROPY: float(ent),
+            m.KL: float(kl),
+            m.GRAD_L2: grads["grad_l2"],
+            m.GRAD_MAX: grads["grad_max"],
+            m.GRAD_VAR: grads["grad_var"],
+            m.BASELINE: baseline,
+            m.BATCH_SCALE: float(np.mean(scales)),
+        }
+
+
+def gather(buffer: RolloutBuffer, mask: NDArray[np.bool_], returns: NDArray[np.float64]) -> Batch:
+    """Rows of ``mask`` (in time, then env order) as tensors, consumed from the buffer."""
+    obs = torch.as_tensor(buffer.view("obs")[mask])
+    actions = torch.as_tensor(buffer.view("actions")[mask])
+    episodes = int(np.count_nonzero(mask & buffer.view("dones")))
+    batch = Batch(obs, actions, returns[mask], episodes)
+    buffer.consume(mask)
+    return batch

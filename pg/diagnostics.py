@@ -1,0 +1,40 @@
+r"""The chapter's training diagnostics, computed from logits and gradients."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    r"""Mean entropy :math:`H(\pi) = -\sum_a \pi(a) \log \pi(a)` over the batch, in nats."""
+    log_p = torch.log_softmax(logits, dim=-1)
+    return -(log_p.exp() * log_p).sum(dim=-1).mean()
+
+
+def kl_divergence(old_logits: torch.Tensor, new_logits: torch.Tensor) -> torch.Tensor:
+    r"""Mean :math:`KL(\pi_{old} \| \pi_{new}) = \sum_a \pi_{old}(a) (\log \pi_{old}(a) - \log \pi_{new}(a))`.
+
+    A large value after one update means the step changed the policy a lot: the signal
+    the chapter uses to tell an unstable learning rate from a merely noisy one.
+    """
+    old_log_p = torch.log_softmax(old_logits, dim=-1)
+    new_log_p = torch.log_softmax(new_logits, dim=-1)
+    return (old_log_p.exp() * (old_log_p - new_log_p)).sum(dim=-1).mean()
+
+
+def grad_stats(module: nn.Module) -> dict[str, float]:
+    """L2 norm, largest absolute element and variance of the whole gradient.
+
+    Taken over all parameters as one vector, before any clipping, so the numbers show
+    what the optimiser would have received.
+    """
+    grads = [p.grad.detach().reshape(-1) for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return {"grad_l2": 0.0, "grad_max": 0.0, "grad_var": 0.0}
+    flat = torch.cat(grads)
+    return {
+        "grad_l2": float(flat.norm(2)),
+        "grad_max": float(flat.abs().max()),
+        "grad_var": float(flat.var(unbiased=False)),
+    }

@@ -1,0 +1,110 @@
+"""Policy networks: logits over discrete actions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pg.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """Everything needed to rebuild a policy before loading its weights."""
+
+    model: str
+    hidden: tuple[int, ...]
+    obs_shape: tuple[int, ...]
+    n_actions: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> PolicySpec:
+        raw = json.loads(text)
+        return cls(
+            model=str(raw["model"]),
+            hidden=tuple(int(h) for h in raw["hidden"]),
+            obs_shape=tuple(int(s) for s in raw["obs_shape"]),
+            n_actions=int(raw["n_actions"]),
+        )
+
+
+class MLPPolicy(nn.Module):
+    def __init__(self, obs_size: int, hidden: tuple[int, ...], n_actions: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        size = obs_size
+        for h in hidden:
+            layers += [nn.Linear(size, h), nn.ReLU()]
+            size = h
+        layers.append(nn.Linear(size, n_actions))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float().flatten(1))
+
+
+class ConvPolicy(nn.Module):
+    """The chapter's Atari network: three conv layers then a 512-unit hidden layer."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(obs_shape[0], 32, kernel_size=8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            conv_out = self.conv(torch.zeros(1, *obs_shape)).shape[1]
+        self.head = nn.Sequential(nn.Linear(conv_out, 512), nn.ReLU(), nn.Linear(512, n_actions))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        # Frames arrive as uint8; scaling here keeps the rollout buffer 4x smaller.
+        return self.head(self.conv(obs.float() / 255.0))
+
+
+def make_spec(cfg: ModelConfig, obs_shape: tuple[int, ...], n_actions: int) -> PolicySpec:
+    return PolicySpec(cfg.name, tuple(cfg.hidden), tuple(obs_shape), n_actions)
+
+
+def build_policy(spec: PolicySpec) -> nn.Module:
+    if spec.model == "mlp":
+        size = 1
+        for s in spec.obs_shape:
+            size *= s
+        return MLPPolicy(size, spec.hidden, spec.n_actions)
+    if spec.model == "conv":
+        if len(spec.obs_shape) != 3:
+            raise ValueError(f"the conv model needs (C, H, W) observations, got {spec.obs_shape}")
+        return ConvPolicy(spec.obs_shape, spec.n_actions)
+    raise ValueError(f"unknown model {spec.model!r}")
+
+
+def save_policy(policy: nn.Module, spec: PolicySpec, directory: Path) -> list[Path]:
+    """Write the weights as a plain state dict plus the spec that rebuilds the network."""
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / "policy.pt"
+    spec_file = directory / "spec.json"
+    torch.save(policy.state_dict(), weights)
+    spec_file.write_text(spec.to_json())
+    return [weights, spec_file]
+
+
+def load_policy(directory: Path) -> nn.Module:
+    """Rebuild a saved policy; ``weights_only`` means no pickled code is executed."""
+    spec = PolicySpec.from_json((directory / "spec.json").read_text())
+    policy = build_policy(spec)
+    state = torch.load(directory / "policy.pt", map_location="cpu", weights_only=True)
+    policy.load_state_dict(state)
+    policy.eval()
+    return policy

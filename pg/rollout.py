@@ -1,0 +1,173 @@
+"""Collecting experience from a vector env into a time-major buffer.
+
+The buffer keeps rows ``[t, env]`` until an algorithm consumes them, so partial episodes
+survive across updates and returns can look forward in time without copying.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+
+class Batch(NamedTuple):
+    """Transitions for one update; ``returns`` is the scale before any baseline."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    returns: NDArray[np.float64]
+    episodes: int  # whole episodes in the batch (0 for transition batches)
+
+
+class RolloutBuffer:
+    """Growing time-major arrays of observations, actions, rewards and episode ends.
+
+    ``live`` marks real transitions not yet consumed: the reset step that NEXT_STEP
+    autoreset inserts after each episode is never live.
+    """
+
+    def __init__(self, num_envs: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype[Any]) -> None:
+        self.num_envs = num_envs
+        self.size = 0
+        cap = 256
+        self.obs = np.zeros((cap, num_envs, *obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros((cap, num_envs), dtype=np.int64)
+        self.rewards = np.zeros((cap, num_envs), dtype=np.float64)
+        self.dones = np.zeros((cap, num_envs), dtype=bool)
+        self.live = np.zeros((cap, num_envs), dtype=bool)
+        self.pending_episodes = 0  # live episode ends not yet consumed
+
+    def add(
+        self,
+        obs: NDArray[Any],
+        actions: NDArray[np.int64],
+        rewards: NDArray[np.floating],
+        dones: NDArray[np.bool_],
+        valid: NDArray[np.bool_],
+    ) -> None:
+        if self.size == self.obs.shape[0]:
+            self._grow()
+        t = self.size
+        self.obs[t] = obs
+        self.actions[t] = actions
+        self.rewards[t] = rewards
+        self.dones[t] = dones & valid
+        self.live[t] = valid
+        self.pending_episodes += int(np.count_nonzero(dones & valid))
+        self.size += 1
+
+    def _grow(self) -> None:
+        for name in ("obs", "actions", "rewards", "dones", "live"):
+            arr = getattr(self, name)
+            bigger = np.zeros((arr.shape[0] * 2, *arr.shape[1:]), dtype=arr.dtype)
+            bigger[: arr.shape[0]] = arr
+            setattr(self, name, bigger)
+
+    def view(self, name: str) -> NDArray[Any]:
+        arr: NDArray[Any] = getattr(self, name)[: self.size]
+        return arr
+
+    def consume(self, mask: NDArray[np.bool_]) -> None:
+        """Mark ``mask`` used and drop leading rows that nothing still needs.
+
+        Returns only look forward in time, so rows before the first live one are dead.
+        """
+        live = self.view("live")
+        self.pending_episodes -= int(np.count_nonzero(mask & self.view("dones")))
+        live &= ~mask
+        rows_alive = np.flatnonzero(live.any(axis=1))
+        first = int(rows_alive[0]) if rows_alive.size else self.size
+        if first > 0:
+            keep = self.size - first
+            for name in ("obs", "actions", "rewards", "dones", "live"):
+                arr = getattr(self, name)
+                arr[:keep] = arr[first : self.size]
+                arr[keep : self.size] = 0
+            self.size = keep
+
+
+@dataclass
+class Finished:
+    """Episodes that ended during the last collection step."""
+
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+
+class Collector:
+    """Steps the vector env with actions sampled from the policy.
+
+    Actions come from the policy's softmax through inverse-CDF sampling with a seeded
+    NumPy generator: cheaper than ``torch.distributions`` per step and reproducible.
+    """
+
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv[Any, Any, Any],
+        policy: nn.Module,
+        rng: np.random.Generator,
+        seed: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype[Any],
+    ) -> None:
+        self.env = env
+        self.policy = policy
+        self.rng = rng
+        self.num_envs = env.num_envs
+        self.obs, _ = env.reset(seed=seed)
+        self.after_done = np.zeros(self.num_envs, dtype=bool)
+        self.ep_return = np.zeros(self.num_envs, dtype=np.float64)
+        self.ep_length = np.zeros(self.num_envs, dtype=np.int64)
+        self.buffer = RolloutBuffer(self.num_envs, obs_shape, obs_dtype)
+        self.steps = 0
+
+    def act(self, obs: NDArray[Any]) -> NDArray[np.int64]:
+        with torch.inference_mode():
+            probs = torch.softmax(self.policy(torch.as_tensor(obs)), dim=-1).numpy()
+        cdf = np.cumsum(probs, axis=1)
+        u = self.rng.random((probs.shape[0], 1)) * cdf[:, -1:]
+        actions: NDArray[np.int64] = np.minimum((u > cdf).sum(axis=1), probs.shape[1] - 1)
+        return actions
+
+    def step(self) -> Finished:
+        actions = self.act(self.obs)
+        next_obs, rewards, terminated, truncated, _ = self.env.step(actions)
+        valid = ~self.after_done
+        dones = np.logical_or(terminated, truncated)
+        self.buffer.add(self.obs, actions, rewards, dones, valid)
+        self.obs = next_obs
+        self.steps += int(np.count_nonzero(valid))
+        self.ep_return += np.where(valid, rewards, 0.0)
+        self.ep_length += valid
+        finished = Finished()
+        ended = np.flatnonzero(dones & valid)
+        for i in ended:
+            finished.returns.append(float(self.ep_return[i]))
+            finished.lengths.append(int(self.ep_length[i]))
+        self.ep_return[ended] = 0.0
+        self.ep_length[ended] = 0
+        self.after_done = dones & valid
+        return finished
+
+
+def evaluate(
+    env: gym.vector.VectorEnv[Any, Any, Any], policy: nn.Module, episodes: int, seed: int
+) -> float:
+    """Mean return of the greedy policy over ``episodes`` episodes, one per sub-env."""
+    obs, _ = env.reset(seed=seed)
+    n = env.num_envs
+    totals = np.zeros(n)
+    running = np.ones(n, dtype=bool)
+    while running.any():
+        with torch.inference_mode():
+            actions = policy(torch.as_tensor(obs)).argmax(dim=-1).numpy()
+        obs, rewards, terminated, truncated, _ = env.step(actions)
+        totals += np.where(running, rewards, 0.0)
+        running &= ~np.logical_or(terminated, truncated)
+    return float(totals[:episodes].mean())

@@ -1,0 +1,179 @@
+"""``python -m pg.run``: one tracked training run (``-m``: an Optuna sweep).
+
+Hydra composes ``conf/``; the schema in :mod:`pg.config` validates it before anything is
+created.  :func:`execute` is the part that sweeps and ``pg.reproduce`` call directly.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from pg.config import Config, ConfigError, register_configs, to_config
+
+if TYPE_CHECKING:
+    from pg.train import ReportHook, TrainResult
+
+register_configs()
+
+
+@dataclass
+class Snapshot:
+    """What reproduces a run: the resolved config, the overrides, Hydra's own config."""
+
+    config_yaml: str
+    overrides: list[str] = field(default_factory=list)
+    hydra_yaml: str | None = None
+    choices: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Config, overrides: list[str] | None = None) -> Snapshot:
+        return cls(OmegaConf.to_yaml(OmegaConf.structured(cfg)), list(overrides or []))
+
+    @classmethod
+    def from_hydra(cls, cfg: DictConfig) -> Snapshot:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        choices = {str(k): str(v) for k, v in hc.runtime.choices.items() if v is not None}
+        return cls(
+            OmegaConf.to_yaml(cfg, resolve=True),
+            [str(o) for o in hc.overrides.task],
+            OmegaConf.to_yaml(hc),
+            choices,
+        )
+
+    def files(self) -> dict[str, str | bytes]:
+        from pg import tracking
+
+        out: dict[str, str | bytes] = {
+            tracking.SNAPSHOT_CONFIG: tracking.redact(self.config_yaml),
+            tracking.SNAPSHOT_OVERRIDES: tracking.redact(
+                OmegaConf.to_yaml(OmegaConf.create({"overrides": self.overrides, "choices": self.choices}))
+            ),
+        }
+        if self.hydra_yaml is not None:
+            out[tracking.SNAPSHOT_HYDRA] = tracking.redact(self.hydra_yaml)
+        return out
+
+
+@dataclass
+class Outcome:
+    run_id: str | None
+    objective: float
+    result: TrainResult
+
+
+def default_run_name(cfg: Config) -> str:
+    return cfg.tracking.run_name or f"{cfg.env.name}-{cfg.algo.name}-s{cfg.seed}"
+
+
+def execute(
+    cfg: Config,
+    snapshot: Snapshot,
+    *,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    on_report: ReportHook | None = None,
+) -> Outcome:
+    """Train ``cfg`` as one MLflow run (or untracked when tracking is disabled)."""
+    from pg.train import train
+
+    if not cfg.tracking.enabled:
+        result = train(cfg, on_report=on_report)
+        return Outcome(None, result.objective, result)
+
+    from pg import tracking
+    from pg.plots import learning_curve_png
+
+    tracker = tracking.Tracker(cfg.tracking)
+    run_tags = {
+        "pg.env": cfg.env.id,
+        "pg.algo": cfg.algo.name,
+        "pg.seed": str(cfg.seed),
+        "pg.objective": cfg.train.objective,
+    }
+    run_tags.update(tags or {})
+    run = tracker.start_run(default_run_name(cfg), run_tags, parent_run_id)
+    with run:
+        reproduce = f"python -m pg.reproduce {run.run_id}"
+        run.set_tags(
+            {
+                tracking.TAG_REPRODUCE: reproduce,
+                "mlflow.note.content": f"Reproduce this run with:\n\n    {reproduce}\n",
+            }
+        )
+        run.log_params(tracking.flatten(OmegaConf.to_container(OmegaConf.structured(cfg))))  # type: ignore[arg-type]
+        run.log_files(
+            {
+                **snapshot.files(),
+                tracking.LOCK_FILE: tracking.package_lock(),
+                tracking.SYSTEM_FILE: tracking.system_json(),
+            }
+        )
+        result = train(cfg, sink=run, on_report=on_report)
+        from pg import metrics as m
+
+        run.log_metrics({m.OBJECTIVE: result.objective}, result.steps)
+        run.set_tags({"pg.solved": str(result.solved).lower(), "pg.steps": str(result.steps)})
+        import tempfile
+        from pathlib import Path
+
+        from pg.policy import save_policy
+
+        with tempfile.TemporaryDirectory(prefix="pg-model-") as tmp:
+            save_policy(result.policy, result.spec, Path(tmp))
+            curve = learning_curve_png(
+                result, f"{default_run_name(cfg)} ({run.run_id[:8]})", cfg.train.target_return
+            )
+            run.log_files(
+                {
+                    f"{tracking.MODEL_DIR}/policy.pt": Path(tmp, "policy.pt").read_bytes(),
+                    f"{tracking.MODEL_DIR}/spec.json": Path(tmp, "spec.json").read_text(),
+                    tracking.CURVE_FILE: curve,
+                }
+            )
+    return Outcome(run.run_id, result.objective, result)
+
+
+def report(outcome: Outcome, cfg: Config) -> None:
+    """Tell the user what happened and where to look."""
+    r = outcome.result
+    solved = "solved" if r.solved else "not solved"
+    print(
+        f"pg: {cfg.env.id} {cfg.algo.name} seed {cfg.seed}: {solved}, "
+        f"{cfg.train.objective} = {outcome.objective:.1f} after {r.steps:,} env steps, "
+        f"{r.episodes} episodes, {r.seconds:.1f} s of training"
+    )
+    if outcome.run_id is None:
+        return
+    from pg.tracking import resolve_store
+
+    loc = resolve_store(cfg.tracking)
+    print(f"pg: MLflow run {outcome.run_id} in experiment '{cfg.tracking.experiment}' at {loc.display}")
+    if loc.sqlite_path is not None:
+        print("pg: browse it with: python -m pg.ui   (then open http://127.0.0.1:5000)")
+
+
+def _main(cfg: DictConfig) -> float:
+    try:
+        config = to_config(cfg)
+    except ConfigError as exc:
+        print(f"pg: invalid configuration: {exc}", file=sys.stderr)
+        sys.exit(2)
+    outcome = execute(config, Snapshot.from_hydra(cfg))
+    report(outcome, config)
+    return outcome.objective
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> Any:
+    return _main(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,461 @@
+"""The only module that writes to MLflow.
+
+A run's record (what sweeps, reproduction and analysis read back):
+
+- params: the resolved config flattened to dotted keys (``algo.lr``), secrets redacted;
+- metrics: names from :mod:`pg.metrics`, step = environment steps, buffered and written
+  with ``log_batch`` from a background thread (a per-call ``log_metric`` costs ~5 ms);
+- tags: ``pg.*`` (version, git commit/dirty, command, env, algo, seed, reproduce command,
+  error) plus MLflow's own source tags, and the reproduce command in the description;
+- artifacts: ``config/`` (snapshot), ``environment/`` (package lock, system facts),
+  ``model/`` (state dict + spec), ``plots/`` (learning curve), ``error/`` on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from pg.config import TrackingConfig
+
+if TYPE_CHECKING:
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+# MLflow's limits (mlflow.utils.validation); values are truncated rather than rejected.
+MAX_PARAM_VALUE = 6000
+MAX_KEY = 250
+MAX_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+MAX_TAG_VALUE = 8000
+
+SNAPSHOT_DIR = "config"
+SNAPSHOT_CONFIG = "config/config.yaml"
+SNAPSHOT_OVERRIDES = "config/overrides.yaml"
+SNAPSHOT_HYDRA = "config/hydra.yaml"
+LOCK_FILE = "environment/requirements.txt"
+SYSTEM_FILE = "environment/system.json"
+MODEL_DIR = "model"
+CURVE_FILE = "plots/learning_curve.png"
+
+TAG_PREFIX = "pg."
+TAG_REPRODUCE = "pg.reproduce"
+TAG_ERROR = "pg.error"
+TAG_SOURCE_RUN = "pg.source_run"
+
+_URI_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?P<secret>[^@\s/]+)(?=@)")
+_QUERY_SECRET = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|token|secret|api_key)=)[^&\s]+", re.I)
+
+
+def redact(text: str) -> str:
+    """Hide passwords in URIs (``user:***@host``) and secret query parameters."""
+    text = _URI_PASSWORD.sub(r"\g<head>***", text)
+    return _QUERY_SECRET.sub(r"\g<head>***", text)
+
+
+def project_home() -> Path:
+    """Where the embedded store lives: ``$PG_HOME``, else the project checkout."""
+    env = os.environ.get("PG_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    uri: str
+    artifact_root: str | None  # None: leave it to the server
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.uri.startswith("sqlite:///"):
+            return Path(self.uri[len("sqlite:///") :])
+        return None
+
+    @property
+    def display(self) -> str:
+        return redact(self.uri)
+
+
+def resolve_store(cfg: TrackingConfig) -> StoreLocation:
+    """Decide the tracking URI and artifact root for ``cfg``.
+
+    With no URI configured, MLflow's own ``MLFLOW_TRACKING_URI`` wins, then the project's
+    embedded store.  Artifacts of a SQLite store sit beside the database file, never in
+    whatever directory the command happened to run from.
+    """
+    uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    if not uri:
+        uri = f"sqlite:///{project_home() / 'mlruns' / 'mlflow.db'}"
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :]).expanduser().resolve()
+        uri = f"sqlite:///{db}"
+        root = cfg.artifact_root or str(db.parent / "artifacts")
+        return StoreLocation(uri, Path(root).expanduser().resolve().as_uri())
+    return StoreLocation(uri, cfg.artifact_root)
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be reached; nothing was trained."""
+
+
+def check_reachable(location: StoreLocation, timeout: float) -> None:
+    """Fail fast (within ``timeout`` seconds) when a tracking server does not answer."""
+    if location.uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        url = location.uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
+                if resp.status != 200:
+                    raise TrackingUnavailable(f"{location.display} answered {resp.status}")
+        except (urllib.error.URLError, OSError) as exc:
+            raise TrackingUnavailable(
+                f"tracking server {location.display} is not reachable: {exc}"
+            ) from None
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Dotted keys to string values, the form MLflow params take."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = "null" if value is None else str(value)
+    return out
+
+
+def git_state(cwd: Path) -> tuple[str | None, bool | None]:
+    """Commit and dirty flag of the checkout holding the code, when there is one."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return None, None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return commit.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def package_lock() -> str:
+    """``pip freeze``-style list of installed distributions, read without running pip."""
+    from importlib.metadata import distributions
+
+    seen: dict[str, str] = {}
+    for dist in distributions():
+        name = dist.metadata["Name"]
+        if name and name.lower() not in seen:
+            seen[name.lower()] = f"{name}=={dist.version}"
+    return "\n".join(seen[k] for k in sorted(seen)) + "\n"
+
+
+def system_facts() -> dict[str, Any]:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def command_line() -> str:
+    return redact(" ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]))
+
+
+class Tracker:
+    """A connection to one MLflow store and experiment."""
+
+    def __init__(self, cfg: TrackingConfig) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.cfg = cfg
+        self.location = resolve_store(cfg)
+        check_reachable(self.location, cfg.check_timeout)
+        self.client: MlflowClient = MlflowClient(tracking_uri=self.location.uri)
+        self.experiment_id = self._ensure_experiment()
+
+    def _ensure_experiment(self) -> str:
+        db = self.location.sqlite_path
+        lock = _file_lock(db.with_suffix(".lock")) if db else contextlib.nullcontext()
+        # The first client to touch a new SQLite file creates its tables; two doing it at
+        # once fail with "table already exists", hence one process at a time.
+        with lock:
+            return self._get_or_create_experiment()
+
+    def _get_or_create_experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        name = self.cfg.experiment
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            if found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(found.experiment_id)
+            return str(found.experiment_id)
+        try:
+            return str(
+                self.client.create_experiment(name, artifact_location=self.location.artifact_root)
+            )
+        except MlflowException:
+            # Another machine created it between our look-up and create.
+            again = self.client.get_experiment_by_name(name)
+            if again is None:
+                raise
+            return str(again.experiment_id)
+
+    def start_run(
+        self,
+        run_name: str | None,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> TrackedRun:
+        all_tags = dict(base_tags())
+        all_tags.update(tags or {})
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=run_name,
+            tags={k: _clip(v, MAX_TAG_VALUE) for k, v in all_tags.items()},
+        )
+        return TrackedRun(self.client, run.info.run_id, self.location)
+
+
+def base_tags() -> dict[str, str]:
+    from pg import __version__
+
+    commit, dirty = git_state(Path(__file__).resolve().parent)
+    tags = {
+        "pg.version": __version__,
+        "pg.command": command_line(),
+        "pg.python": platform.python_version(),
+        "mlflow.source.name": "pg.run",
+        "mlflow.source.type": "LOCAL",
+    }
+    if commit:
+        tags["pg.git_commit"] = commit
+        tags["mlflow.source.git.commit"] = commit
+        tags["pg.git_dirty"] = str(dirty).lower()
+    return tags
+
+
+def _clip(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+class TrackedRun:
+    """One MLflow run: a metric sink with a background writer, plus artifact helpers.
+
+    Used as a context manager it ends the run FINISHED, KILLED on Ctrl-C (or a
+    :class:`Stopped` exception) and FAILED with the error on any other exception.
+    """
+
+    flush_interval = 1.0  # seconds between background writes
+    retry_limit = 120.0  # seconds a final flush keeps retrying a failing store
+
+    def __init__(self, client: MlflowClient, run_id: str, location: StoreLocation) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.location = location
+        self._pending: list[Metric] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._writer = threading.Thread(target=self._write_loop, name="mlflow-writer", daemon=True)
+        self._writer.start()
+        self.status: str | None = None
+
+    # -- metrics ---------------------------------------------------------------
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
+        with self._lock:
+            self._pending.extend(batch)
+            full = len(self._pending) >= MAX_METRICS_PER_BATCH
+        if full:
+            self._wake.set()
+
+    def _take(self) -> list[Metric]:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        return batch
+
+    def _put_back(self, batch: list[Metric]) -> None:
+        with self._lock:
+            self._pending = batch + self._pending
+
+    def _write(self) -> bool:
+        """Write what is pending; on failure keep it for the next attempt."""
+        batch = self._take()
+        for i in range(0, len(batch), MAX_METRICS_PER_BATCH):
+            chunk = batch[i : i + MAX_METRICS_PER_BATCH]
+            try:
+                self.client.log_batch(self.run_id, metrics=chunk)
+            except Exception as exc:  # noqa: BLE001 - any store error is retried later
+                self._put_back(batch[i:])
+                self.last_error = exc
+                return False
+        return True
+
+    def _write_loop(self) -> None:
+        backoff = self.flush_interval
+        while not self._closing:
+            self._wake.wait(backoff)
+            self._wake.clear()
+            if self._closing:
+                break
+            backoff = self.flush_interval if self._write() else min(backoff * 2, 30.0)
+
+    def flush(self) -> None:
+        """Write every pending metric, retrying with back-off while the store is down."""
+        deadline = time.monotonic() + self.retry_limit
+        delay = 0.5
+        while not self._write():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not write metrics to {self.location.display}: {self.last_error}")
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    # -- params, tags, artifacts ----------------------------------------------
+    def log_params(self, params: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [
+            Param(_clip(k, MAX_KEY), _clip(redact(v), MAX_PARAM_VALUE)) for k, v in params.items()
+        ]
+        for i in range(0, len(items), MAX_PER_BATCH):
+            self._retry(lambda chunk=items[i : i + MAX_PER_BATCH]: self.client.log_batch(self.run_id, params=chunk))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, _clip(redact(v), MAX_TAG_VALUE)) for k, v in tags.items()]
+        for i in range(0, len(items), MAX_PER_BATCH):
+            self._retry(lambda chunk=items[i : i + MAX_PER_BATCH]: self.client.log_batch(self.run_id, tags=chunk))
+
+    def log_files(self, files: Mapping[str, str | bytes]) -> None:
+        """Upload ``{artifact path: content}`` in one call (one round trip on a server)."""
+        with tempfile.TemporaryDirectory(prefix="pg-artifacts-") as tmp:
+            root = Path(tmp)
+            for rel, content in files.items():
+                target = root / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(content, bytes):
+                    target.write_bytes(content)
+                else:
+                    target.write_text(content)
+            self._retry(lambda: self.client.log_artifacts(self.run_id, str(root)))
+
+    def log_dir(self, local_dir: Path, artifact_path: str) -> None:
+        self._retry(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path))
+
+    def _retry(self, call: Any) -> None:
+        deadline = time.monotonic() + self.retry_limit
+        delay = 0.5
+        while True:
+            try:
+                call()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    # -- lifecycle -------------------------------------------------------------
+    def end(self, status: str) -> None:
+        self._closing = True
+        self._wake.set()
+        self._writer.join()
+        try:
+            self.flush()
+        finally:
+            self._retry(lambda: self.client.set_terminated(self.run_id, status))
+            self.status = status
+
+    def __enter__(self) -> TrackedRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.end("FINISHED")
+            return
+        if isinstance(exc, Stopped):
+            self.set_tags({"pg.stopped": exc.reason})
+            self.end(exc.status)
+            return
+        if isinstance(exc, KeyboardInterrupt):
+            self.set_tags({"pg.stopped": "interrupted (Ctrl-C)"})
+            self.end("KILLED")
+            return
+        message = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            self.set_tags({TAG_ERROR: message})
+            self.log_files(
+                {"error/traceback.txt": "".join(traceback.format_exception(exc_type, exc, tb))}
+            )
+        self.end("FAILED")
+
+
+class Stopped(Exception):  # noqa: N818 - a stop request, not an error
+    """Raised to end training early on purpose (e.g. a pruned trial).
+
+    The run ends with ``status`` instead of FAILED and records ``reason``.
+    """
+
+    def __init__(self, reason: str, status: str = "KILLED") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def system_json() -> str:
+    return json.dumps(system_facts(), indent=2)

@@ -1,0 +1,176 @@
+"""The training loop: seed -> envs -> policy/algorithm -> collect/update/log -> evaluate.
+
+It knows nothing of MLflow or Optuna: metrics go to any :class:`MetricSink` and the
+objective is offered to an optional ``on_report(step, value)`` hook, which may raise to
+stop training (a sweeper's pruner does).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from pg import metrics as m
+from pg.algos import make_algorithm
+from pg.config import Config
+from pg.envs import make_vec_env, obs_dtype, space_shapes
+from pg.policy import PolicySpec, build_policy, make_spec
+from pg.progress import Progress
+from pg.rollout import Collector, evaluate
+from pg.seeding import EVAL_SEED_OFFSET, seed_everything
+
+ReportHook = Callable[[int, float], None]
+
+
+class MetricSink(Protocol):
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+
+class NullSink:
+    """Discards metrics: training without tracking."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        return None
+
+
+@dataclass
+class TrainResult:
+    objective: float
+    steps: int
+    episodes: int
+    solved: bool
+    seconds: float
+    policy: nn.Module
+    spec: PolicySpec
+    episode_steps: list[int] = field(default_factory=list)
+    episode_returns: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    eval_returns: list[float] = field(default_factory=list)
+
+
+class _Averager:
+    """Means of update statistics between two logging points."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, values: Mapping[str, float]) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+
+    def pop(self) -> dict[str, float]:
+        out = {k: v / self.count for k, v in self.sums.items()} if self.count else {}
+        self.sums, self.count = {}, 0
+        return out
+
+
+def train(
+    cfg: Config,
+    sink: MetricSink | None = None,
+    on_report: ReportHook | None = None,
+) -> TrainResult:
+    """Train one policy with ``cfg`` and return its objective and artefacts."""
+    sink = sink or NullSink()
+    torch.set_num_threads(cfg.train.torch_threads)
+    rng = seed_everything(cfg.seed)
+    env = make_vec_env(cfg.env)
+    eval_env = make_vec_env(cfg.env, num_envs=cfg.train.eval_episodes)
+    obs_shape, n_actions = space_shapes(env)
+    spec = make_spec(cfg.model, obs_shape, n_actions)
+    policy = build_policy(spec)
+    algo = make_algorithm(cfg.algo, policy)
+    collector = Collector(env, policy, rng, cfg.seed, obs_shape, obs_dtype(env))
+
+    tc = cfg.train
+    target = tc.target_return
+    last100: deque[float] = deque(maxlen=100)
+    result = TrainResult(math.nan, 0, 0, False, 0.0, policy, spec)
+    averager = _Averager()
+    next_log, next_report = tc.log_every, tc.report_every
+    next_eval = tc.eval_every if tc.eval_every > 0 else None
+    start = time.perf_counter()
+    progress = Progress(enabled=tc.progress, total=tc.max_steps)
+
+    def objective_value() -> float:
+        if tc.objective == m.EVAL_RETURN:
+            return result.eval_returns[-1] if result.eval_returns else math.nan
+        return float(np.mean(last100)) if last100 else math.nan
+
+    def run_eval(step: int) -> None:
+        value = evaluate(eval_env, policy, tc.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
+        result.eval_steps.append(step)
+        result.eval_returns.append(value)
+        sink.log_metrics({m.EVAL_RETURN: value}, step)
+
+    try:
+        with progress:
+            while collector.steps < tc.max_steps:
+                finished = collector.step()
+                steps = collector.steps
+                for ret, length in zip(finished.returns, finished.lengths, strict=True):
+                    last100.append(ret)
+                    result.episode_steps.append(steps)
+                    result.episode_returns.append(ret)
+                    sink.log_metrics({m.EP_RETURN: ret, m.EP_LENGTH: float(length)}, steps)
+
+                batch = algo.ready_batch(collector.buffer)
+                if batch is not None:
+                    if tc_debug_hit(cfg.debug.nan_at_step, steps):
+                        batch = batch._replace(returns=batch.returns * math.nan)
+                    averager.add(algo.update(batch))
+                if tc_debug_hit(cfg.debug.fail_at_step, steps):
+                    raise RuntimeError(f"debug.fail_at_step reached at step {steps}")
+
+                if steps >= next_log:
+                    next_log = steps + tc.log_every
+                    stats = averager.pop()
+                    stats[m.EPISODES] = float(len(result.episode_returns))
+                    stats[m.SPS] = steps / max(time.perf_counter() - start, 1e-9)
+                    if last100:
+                        stats[m.EP_RETURN_100] = float(np.mean(last100))
+                    sink.log_metrics(stats, steps)
+                    progress.update(steps, len(result.episode_returns), objective_value())
+                if next_eval is not None and steps >= next_eval:
+                    next_eval = steps + tc.eval_every
+                    run_eval(steps)
+                if on_report is not None and steps >= next_report:
+                    next_report = steps + tc.report_every
+                    on_report(steps, objective_value())
+                if (
+                    target is not None
+                    and len(last100) == last100.maxlen
+                    and float(np.mean(last100)) >= target
+                ):
+                    result.solved = True
+                    break
+    finally:
+        env.close()
+        result.seconds = time.perf_counter() - start
+
+    steps = collector.steps
+    result.steps = steps
+    result.episodes = len(result.episode_returns)
+    final = averager.pop()
+    final[m.EPISODES] = float(result.episodes)
+    final[m.SPS] = steps / max(result.seconds, 1e-9)
+    if last100:
+        final[m.EP_RETURN_100] = float(np.mean(last100))
+    sink.log_metrics(final, steps)
+    run_eval(steps)
+    eval_env.close()
+    result.objective = objective_value()
+    return result
+
+
+def tc_debug_hit(at_step: int | None, steps: int) -> bool:
+    return at_step is not None and steps >= at_step

@@ -1,0 +1,132 @@
+"""Shared fixtures: real MLflow stores in temp dirs, the CLI as a subprocess, PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_HOST = os.environ.get("PG_TEST_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("PG_TEST_PORT", "5432"))
+PG_USER = os.environ.get("PG_TEST_USER", "postgres")
+
+# Short budgets that still exercise every part of the loop.
+FAST = [
+    "train.max_steps=3000",
+    "train.eval_every=0",
+    "train.eval_episodes=2",
+    "train.log_every=500",
+    "train.report_every=1000",
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow test: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class Store:
+    """A fresh embedded store: PG_HOME points the CLI at it."""
+
+    home: Path
+
+    @property
+    def db(self) -> Path:
+        return self.home / "mlruns" / "mlflow.db"
+
+    @property
+    def uri(self) -> str:
+        return f"sqlite:///{self.db}"
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri)
+
+    def runs(self, experiment: str = "pg") -> list:  # type: ignore[type-arg]
+        client = self.client()
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        return list(client.search_runs([exp.experiment_id], max_results=10_000))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env.update(PG_HOME=str(self.home), PYTHONUNBUFFERED="1", **extra)
+        return env
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    home = tmp_path / "home"
+    home.mkdir()
+    return Store(home)
+
+
+def run_module(
+    module: str, args: list[str], store: Store, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m module args`` the way a user would, inside the store's home."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=store.home,
+        env=store.env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def pg_server_up() -> bool:
+    import psycopg2
+
+    try:
+        psycopg2.connect(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=3
+        ).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A uniquely named PostgreSQL database, dropped afterwards.
+
+    On a laptop without a server the test is skipped with that reason; in CI a missing
+    server is a failure, since there the multi-machine path must really run.
+    """
+    import psycopg2
+
+    if not pg_server_up():
+        message = f"no PostgreSQL server answers on {PG_HOST}:{PG_PORT}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"pg_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
