@@ -83,14 +83,10 @@ class AlgoConfig:
 
     def __post_init__(self) -> None:
         _check(self.name in ALGOS, "algo.name", self.name, f"one of {', '.join(ALGOS)}")
-        _check(
-            math.isfinite(self.lr) and self.lr > 0, "algo.lr", self.lr, "a number in (0, inf)"
-        )
+        _check(math.isfinite(self.lr) and self.lr > 0, "algo.lr", self.lr, "a number in (0, inf)")
         _check(0 < self.gamma <= 1, "algo.gamma", self.gamma, "a number in (0, 1]")
         _check(self.batch_size >= 1, "algo.batch_size", self.batch_size, "an integer >= 1")
-        _check(
-            self.entropy_beta >= 0, "algo.entropy_beta", self.entropy_beta, "a number >= 0"
-        )
+        _check(self.entropy_beta >= 0, "algo.entropy_beta", self.entropy_beta, "a number >= 0")
         _check(self.reward_steps >= 0, "algo.reward_steps", self.reward_steps, "an integer >= 0")
         if self.baseline_window is not None:
             _check(
@@ -161,9 +157,7 @@ class TrainConfig:
             self.eval_episodes >= 1, "train.eval_episodes", self.eval_episodes, "an integer >= 1"
         )
         _check(self.log_every >= 1, "train.log_every", self.log_every, "an integer >= 1")
-        _check(
-            self.report_every >= 1, "train.report_every", self.report_every, "an integer >= 1"
-        )
+        _check(self.report_every >= 1, "train.report_every", self.report_every, "an integer >= 1")
         _check(
             self.torch_threads >= 1, "train.torch_threads", self.torch_threads, "an integer >= 1"
         )

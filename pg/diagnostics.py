@@ -13,7 +13,9 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def kl_divergence(old_logits: torch.Tensor, new_logits: torch.Tensor) -> torch.Tensor:
-    r"""Mean :math:`KL(\pi_{old} \| \pi_{new}) = \sum_a \pi_{old}(a) (\log \pi_{old}(a) - \log \pi_{new}(a))`.
+    r"""Mean KL divergence of the new policy from the old one.
+
+    .. math:: KL(\pi_o \| \pi_n) = \sum_a \pi_o(a) (\log \pi_o(a) - \log \pi_n(a))
 
     A large value after one update means the step changed the policy a lot: the signal
     the chapter uses to tell an unstable learning rate from a merely noisy one.

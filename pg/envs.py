@@ -49,7 +49,9 @@ def _atari_env(env_id: str, frame_stack: int, **kwargs: Any) -> gym.Env[Any, Any
     return FrameStackObservation(env, frame_stack)
 
 
-def make_vec_env(cfg: EnvConfig, num_envs: int | None = None) -> gym.vector.VectorEnv[Any, Any, Any]:
+def make_vec_env(
+    cfg: EnvConfig, num_envs: int | None = None
+) -> gym.vector.VectorEnv[Any, Any, Any]:
     """Build the vector env for ``cfg``.
 
     Uses the env's NumPy-vectorized implementation where gymnasium has one (CartPole):

@@ -24,7 +24,9 @@ def learning_curve_png(result: TrainResult, title: str, target: float | None) ->
         csum = np.concatenate([[0.0], np.cumsum(rets)])
         idx = np.arange(1, rets.size + 1)
         lo = np.maximum(idx - 100, 0)
-        ax.plot(steps, (csum[idx] - csum[lo]) / (idx - lo), color="C0", lw=1.8, label="mean of last 100")
+        ax.plot(
+            steps, (csum[idx] - csum[lo]) / (idx - lo), color="C0", lw=1.8, label="mean of last 100"
+        )
     if result.eval_returns:
         ax.plot(result.eval_steps, result.eval_returns, "o-", color="C1", ms=4, label="greedy eval")
     if target is not None:

@@ -47,7 +47,8 @@ class MLPPolicy(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float().flatten(1))
+        logits: torch.Tensor = self.net(obs.float().flatten(1))
+        return logits
 
 
 class ConvPolicy(nn.Module):
@@ -70,7 +71,8 @@ class ConvPolicy(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         # Frames arrive as uint8; scaling here keeps the rollout buffer 4x smaller.
-        return self.head(self.conv(obs.float() / 255.0))
+        logits: torch.Tensor = self.head(self.conv(obs.float() / 255.0))
+        return logits
 
 
 def make_spec(cfg: ModelConfig, obs_shape: tuple[int, ...], n_actions: int) -> PolicySpec:

@@ -109,4 +109,5 @@ class MeanBaseline:
         ends = np.arange(self._tail.size + 1, history.size + 1)
         starts = np.maximum(ends - self.window, 0)
         self._tail = history[-(self.window - 1) :] if self.window > 1 else history[:0]
-        return (csum[ends] - csum[starts]) / (ends - starts)
+        means: FloatArray = (csum[ends] - csum[starts]) / (ends - starts)
+        return means

@@ -16,7 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from pg.config import Config, ConfigError, register_configs, to_config
 
 if TYPE_CHECKING:
-    from pg.train import ReportHook, TrainResult
+    from collections.abc import Generator
+
+    from pg.train import Report, ReportHook, TrainResult
 
 register_configs()
 
@@ -53,7 +55,9 @@ class Snapshot:
         out: dict[str, str | bytes] = {
             tracking.SNAPSHOT_CONFIG: tracking.redact(self.config_yaml),
             tracking.SNAPSHOT_OVERRIDES: tracking.redact(
-                OmegaConf.to_yaml(OmegaConf.create({"overrides": self.overrides, "choices": self.choices}))
+                OmegaConf.to_yaml(
+                    OmegaConf.create({"overrides": self.overrides, "choices": self.choices})
+                )
             ),
         }
         if self.hydra_yaml is not None:
@@ -80,11 +84,44 @@ def execute(
     tags: dict[str, str] | None = None,
     on_report: ReportHook | None = None,
 ) -> Outcome:
-    """Train ``cfg`` as one MLflow run (or untracked when tracking is disabled)."""
-    from pg.train import train
+    """Train ``cfg`` as one MLflow run (or untracked when tracking is disabled).
+
+    ``on_report(step, value)`` sees the objective every ``train.report_every`` env steps
+    and may raise to stop the run (:class:`pg.tracking.Stopped` ends it KILLED, not FAILED).
+    """
+    gen = execution(cfg, snapshot, parent_run_id=parent_run_id, tags=tags)
+    while True:
+        try:
+            step, value = next(gen)
+        except StopIteration as done:
+            outcome: Outcome = done.value
+            return outcome
+        if on_report is not None:
+            try:
+                on_report(step, value)
+            except BaseException as exc:
+                from pg.train import with_suppressed_close
+
+                with_suppressed_close(gen, exc)
+                raise
+
+
+def execution(
+    cfg: Config,
+    snapshot: Snapshot,
+    *,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> Generator[Report, None, Outcome]:
+    """:func:`execute` as a generator of ``(step, objective)`` reports.
+
+    Throwing an exception into it ends the MLflow run accordingly (``Stopped`` ->
+    its status, ``KeyboardInterrupt`` -> KILLED, anything else -> FAILED) and re-raises.
+    """
+    from pg.train import training
 
     if not cfg.tracking.enabled:
-        result = train(cfg, on_report=on_report)
+        result = yield from training(cfg)
         return Outcome(None, result.objective, result)
 
     from pg import tracking
@@ -92,6 +129,7 @@ def execute(
 
     tracker = tracking.Tracker(cfg.tracking)
     run_tags = {
+        "pg.kind": "run",
         "pg.env": cfg.env.id,
         "pg.algo": cfg.algo.name,
         "pg.seed": str(cfg.seed),
@@ -115,28 +153,27 @@ def execute(
                 tracking.SYSTEM_FILE: tracking.system_json(),
             }
         )
-        result = train(cfg, sink=run, on_report=on_report)
+        result = yield from training(cfg, sink=run)
         from pg import metrics as m
 
         run.log_metrics({m.OBJECTIVE: result.objective}, result.steps)
         run.set_tags({"pg.solved": str(result.solved).lower(), "pg.steps": str(result.steps)})
-        import tempfile
-        from pathlib import Path
+        import io
 
-        from pg.policy import save_policy
+        import torch
 
-        with tempfile.TemporaryDirectory(prefix="pg-model-") as tmp:
-            save_policy(result.policy, result.spec, Path(tmp))
-            curve = learning_curve_png(
-                result, f"{default_run_name(cfg)} ({run.run_id[:8]})", cfg.train.target_return
-            )
-            run.log_files(
-                {
-                    f"{tracking.MODEL_DIR}/policy.pt": Path(tmp, "policy.pt").read_bytes(),
-                    f"{tracking.MODEL_DIR}/spec.json": Path(tmp, "spec.json").read_text(),
-                    tracking.CURVE_FILE: curve,
-                }
-            )
+        weights = io.BytesIO()
+        torch.save(result.policy.state_dict(), weights)
+        curve = learning_curve_png(
+            result, f"{default_run_name(cfg)} ({run.run_id[:8]})", cfg.train.target_return
+        )
+        run.log_files(
+            {
+                f"{tracking.MODEL_DIR}/policy.pt": weights.getvalue(),
+                f"{tracking.MODEL_DIR}/spec.json": result.spec.to_json(),
+                tracking.CURVE_FILE: curve,
+            }
+        )
     return Outcome(run.run_id, result.objective, result)
 
 
@@ -154,7 +191,8 @@ def report(outcome: Outcome, cfg: Config) -> None:
     from pg.tracking import resolve_store
 
     loc = resolve_store(cfg.tracking)
-    print(f"pg: MLflow run {outcome.run_id} in experiment '{cfg.tracking.experiment}' at {loc.display}")
+    exp = cfg.tracking.experiment
+    print(f"pg: MLflow run {outcome.run_id} in experiment '{exp}' at {loc.display}")
     if loc.sqlite_path is not None:
         print("pg: browse it with: python -m pg.ui   (then open http://127.0.0.1:5000)")
 

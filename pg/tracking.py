@@ -59,8 +59,12 @@ TAG_REPRODUCE = "pg.reproduce"
 TAG_ERROR = "pg.error"
 TAG_SOURCE_RUN = "pg.source_run"
 
-_URI_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?P<secret>[^@\s/]+)(?=@)")
-_QUERY_SECRET = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|token|secret|api_key)=)[^&\s]+", re.I)
+_URI_PASSWORD = re.compile(
+    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?P<secret>[^@\s/]+)(?=@)"
+)
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&;](?:password|passwd|pwd|token|secret|api_key)=)[^&\s]+", re.I
+)
 
 
 def redact(text: str) -> str:
@@ -111,7 +115,7 @@ def resolve_store(cfg: TrackingConfig) -> StoreLocation:
     return StoreLocation(uri, cfg.artifact_root)
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailableError(RuntimeError):
     """The tracking store cannot be reached; nothing was trained."""
 
 
@@ -123,11 +127,11 @@ def check_reachable(location: StoreLocation, timeout: float) -> None:
 
         url = location.uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
                 if resp.status != 200:
-                    raise TrackingUnavailable(f"{location.display} answered {resp.status}")
+                    raise TrackingUnavailableError(f"{location.display} answered {resp.status}")
         except (urllib.error.URLError, OSError) as exc:
-            raise TrackingUnavailable(
+            raise TrackingUnavailableError(
                 f"tracking server {location.display} is not reachable: {exc}"
             ) from None
 
@@ -334,7 +338,7 @@ class TrackedRun:
             chunk = batch[i : i + MAX_METRICS_PER_BATCH]
             try:
                 self.client.log_batch(self.run_id, metrics=chunk)
-            except Exception as exc:  # noqa: BLE001 - any store error is retried later
+            except Exception as exc:
                 self._put_back(batch[i:])
                 self.last_error = exc
                 return False
@@ -355,7 +359,9 @@ class TrackedRun:
         delay = 0.5
         while not self._write():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"could not write metrics to {self.location.display}: {self.last_error}")
+                raise RuntimeError(
+                    f"could not write metrics to {self.location.display}: {self.last_error}"
+                )
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -367,14 +373,22 @@ class TrackedRun:
             Param(_clip(k, MAX_KEY), _clip(redact(v), MAX_PARAM_VALUE)) for k, v in params.items()
         ]
         for i in range(0, len(items), MAX_PER_BATCH):
-            self._retry(lambda chunk=items[i : i + MAX_PER_BATCH]: self.client.log_batch(self.run_id, params=chunk))
+            self._retry(
+                lambda chunk=items[i : i + MAX_PER_BATCH]: self.client.log_batch(
+                    self.run_id, params=chunk
+                )
+            )
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
         items = [RunTag(k, _clip(redact(v), MAX_TAG_VALUE)) for k, v in tags.items()]
         for i in range(0, len(items), MAX_PER_BATCH):
-            self._retry(lambda chunk=items[i : i + MAX_PER_BATCH]: self.client.log_batch(self.run_id, tags=chunk))
+            self._retry(
+                lambda chunk=items[i : i + MAX_PER_BATCH]: self.client.log_batch(
+                    self.run_id, tags=chunk
+                )
+            )
 
     def log_files(self, files: Mapping[str, str | bytes]) -> None:
         """Upload ``{artifact path: content}`` in one call (one round trip on a server)."""
@@ -432,8 +446,9 @@ class TrackedRun:
             self.set_tags({"pg.stopped": exc.reason})
             self.end(exc.status)
             return
-        if isinstance(exc, KeyboardInterrupt):
-            self.set_tags({"pg.stopped": "interrupted (Ctrl-C)"})
+        if isinstance(exc, KeyboardInterrupt | GeneratorExit):
+            reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "abandoned"
+            self.set_tags({"pg.stopped": reason})
             self.end("KILLED")
             return
         message = f"{type(exc).__name__}: {exc}"

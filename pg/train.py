@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -74,12 +74,47 @@ class _Averager:
         return out
 
 
+Report = tuple[int, float]  # (env steps, objective value so far)
+
+
 def train(
     cfg: Config,
     sink: MetricSink | None = None,
     on_report: ReportHook | None = None,
 ) -> TrainResult:
     """Train one policy with ``cfg`` and return its objective and artefacts."""
+    gen = training(cfg, sink)
+    while True:
+        try:
+            step, value = next(gen)
+        except StopIteration as done:
+            result: TrainResult = done.value
+            return result
+        if on_report is not None:
+            try:
+                on_report(step, value)
+            except BaseException as exc:
+                # Let the loop's clean-up run, then re-raise the hook's exception.
+                with_suppressed_close(gen, exc)
+                raise
+
+
+def with_suppressed_close(gen: Generator[Report, None, object], exc: BaseException) -> None:
+    """Throw ``exc`` into ``gen`` so its clean-up runs; re-raise only a different error."""
+    try:
+        gen.throw(exc)
+    except BaseException as raised:
+        if raised is not exc:
+            raise
+
+
+def training(cfg: Config, sink: MetricSink | None = None) -> Generator[Report, None, TrainResult]:
+    """Train one policy, yielding ``(env steps, objective)`` every ``train.report_every`` steps.
+
+    A caller that wants to stop early (a pruner) throws an exception into the generator;
+    the environments are closed and the exception propagates.  Several generators can be
+    advanced in lockstep, which is how a sweep trial averages seeds at each report point.
+    """
     sink = sink or NullSink()
     torch.set_num_threads(cfg.train.torch_threads)
     rng = seed_everything(cfg.seed)
@@ -143,9 +178,9 @@ def train(
                 if next_eval is not None and steps >= next_eval:
                     next_eval = steps + tc.eval_every
                     run_eval(steps)
-                if on_report is not None and steps >= next_report:
+                if steps >= next_report:
                     next_report = steps + tc.report_every
-                    on_report(steps, objective_value())
+                    yield steps, objective_value()
                 if (
                     target is not None
                     and len(last100) == last100.maxlen

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ class Store:
     def uri(self) -> str:
         return f"sqlite:///{self.db}"
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> Any:
         from mlflow.tracking import MlflowClient
 
         return MlflowClient(tracking_uri=self.uri)

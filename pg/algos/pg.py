@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
+from torch import nn
 
 from pg.algos.base import Algorithm, gather
 from pg.config import AlgoConfig
 from pg.returns import MeanBaseline, discounted_returns, episode_ready, nstep_ready, nstep_returns
 from pg.rollout import Batch, RolloutBuffer
-
-from torch import nn
 
 
 class PolicyGradient(Algorithm):

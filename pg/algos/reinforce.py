@@ -24,9 +24,7 @@ class Reinforce(Algorithm):
         dones = buffer.view("dones")
         ends_t, ends_i = np.nonzero(dones & live)  # row-major: ordered by finishing time
         mask = np.zeros_like(live)
-        for t, i in zip(
-            ends_t[: self.cfg.batch_size], ends_i[: self.cfg.batch_size], strict=True
-        ):
+        for t, i in zip(ends_t[: self.cfg.batch_size], ends_i[: self.cfg.batch_size], strict=True):
             mask[: t + 1, i] |= live[: t + 1, i]
         returns = discounted_returns(buffer.view("rewards"), dones, self.cfg.gamma)
         return gather(buffer, mask, returns)

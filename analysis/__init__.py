@@ -1,0 +1,1 @@
+"""Turn MLflow runs and Optuna studies into tables, curves and reports."""
