@@ -35,7 +35,7 @@ class EnvConfig:
 
     name: str = "cartpole"  # label used in run names and tags
     id: str = "CartPole-v1"  # gymnasium id
-    num_envs: int = 8  # environments stepped together by one vector env
+    num_envs: int = 32  # environments stepped together by one vector env
     target_return: float | None = 475.0  # the env's "solved" mean-100 return
     atari: bool = False  # AtariPreprocessing + frame stack (pixels in, conv net)
     frame_stack: int = 4
@@ -72,9 +72,9 @@ class AlgoConfig:
     """
 
     name: str = "reinforce"
-    lr: float = 0.01
+    lr: float = 0.02
     gamma: float = 0.99
-    batch_size: int = 4  # episodes (reinforce) or transitions (pg) per update
+    batch_size: int = 16  # episodes (reinforce) or transitions (pg) per update
     entropy_beta: float = 0.0  # weight of the entropy bonus (pg only)
     reward_steps: int = 0  # N of the N-step return; 0 = until episode end
     baseline: bool = False  # subtract the running mean return (pg)

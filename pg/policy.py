@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -73,6 +74,55 @@ class ConvPolicy(nn.Module):
         # Frames arrive as uint8; scaling here keeps the rollout buffer 4x smaller.
         logits: torch.Tensor = self.head(self.conv(obs.float() / 255.0))
         return logits
+
+
+class NumpyMLP:
+    """A NumPy copy of an :class:`MLPPolicy` for acting.
+
+    Acting runs once per vector step on a handful of observations; there torch's
+    per-module dispatch costs more than the arithmetic, so the collector multiplies
+    NumPy copies of the weights instead and refreshes them after each update.
+    """
+
+    def __init__(self, policy: MLPPolicy) -> None:
+        self.policy = policy
+        self.layers: list[tuple[np.ndarray, np.ndarray]] = []
+        self.sync()
+
+    def sync(self) -> None:
+        linears = [mod for mod in self.policy.net if isinstance(mod, nn.Linear)]
+        self.layers = [
+            (lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy())
+            for lin in linears
+        ]
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        x = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)
+        last = len(self.layers) - 1
+        for i, (w, b) in enumerate(self.layers):
+            x = x @ w + b
+            if i < last:
+                np.maximum(x, 0.0, out=x)
+        return x
+
+
+class TorchActor:
+    """Logits from the torch module itself (conv nets, where the maths dominates)."""
+
+    def __init__(self, policy: nn.Module) -> None:
+        self.policy = policy
+
+    def sync(self) -> None:
+        return None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            logits: np.ndarray = self.policy(torch.as_tensor(obs)).numpy()
+        return logits
+
+
+def make_actor(policy: nn.Module) -> NumpyMLP | TorchActor:
+    return NumpyMLP(policy) if isinstance(policy, MLPPolicy) else TorchActor(policy)
 
 
 def make_spec(cfg: ModelConfig, obs_shape: tuple[int, ...], n_actions: int) -> PolicySpec:

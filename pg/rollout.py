@@ -15,6 +15,8 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from pg.policy import make_actor
+
 
 class Batch(NamedTuple):
     """Transitions for one update; ``returns`` is the scale before any baseline."""
@@ -118,6 +120,7 @@ class Collector:
     ) -> None:
         self.env = env
         self.policy = policy
+        self.actor = make_actor(policy)
         self.rng = rng
         self.num_envs = env.num_envs
         self.obs, _ = env.reset(seed=seed)
@@ -128,12 +131,18 @@ class Collector:
         self.steps = 0
 
     def act(self, obs: NDArray[Any]) -> NDArray[np.int64]:
-        with torch.inference_mode():
-            probs = torch.softmax(self.policy(torch.as_tensor(obs)), dim=-1).numpy()
-        cdf = np.cumsum(probs, axis=1)
-        u = self.rng.random((probs.shape[0], 1)) * cdf[:, -1:]
-        actions: NDArray[np.int64] = np.minimum((u > cdf).sum(axis=1), probs.shape[1] - 1)
+        logits = self.actor(obs)
+        # Softmax without normalising: sampling against the unnormalised CDF is the same.
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cdf = np.cumsum(weights, axis=1)
+        # u < total, so at most n_actions - 1 CDF entries lie below it: always a valid action.
+        u = self.rng.random((weights.shape[0], 1)) * cdf[:, -1:]
+        actions: NDArray[np.int64] = (u > cdf).sum(axis=1)
         return actions
+
+    def policy_changed(self) -> None:
+        """Call after every update so acting uses the new weights."""
+        self.actor.sync()
 
     def step(self) -> Finished:
         actions = self.act(self.obs)

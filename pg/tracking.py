@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 from pg.config import TrackingConfig
 
 if TYPE_CHECKING:
-    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
 # MLflow's limits (mlflow.utils.validation); values are truncated rather than rejected.
@@ -295,14 +294,14 @@ class TrackedRun:
     :class:`Stopped` exception) and FAILED with the error on any other exception.
     """
 
-    flush_interval = 1.0  # seconds between background writes
+    flush_interval = 2.0  # seconds between background writes
     retry_limit = 120.0  # seconds a final flush keeps retrying a failing store
 
     def __init__(self, client: MlflowClient, run_id: str, location: StoreLocation) -> None:
         self.client = client
         self.run_id = run_id
         self.location = location
-        self._pending: list[Metric] = []
+        self._pending: list[tuple[str, float, int, int]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = False
@@ -312,30 +311,30 @@ class TrackedRun:
 
     # -- metrics ---------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
+        # Plain tuples here; MLflow entities are built by the writer, off the hot path.
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
         with self._lock:
-            self._pending.extend(batch)
-            full = len(self._pending) >= MAX_METRICS_PER_BATCH
+            self._pending.extend((k, float(v), now, step) for k, v in metrics.items())
+            full = len(self._pending) >= 10 * MAX_METRICS_PER_BATCH
         if full:
             self._wake.set()
 
-    def _take(self) -> list[Metric]:
+    def _take(self) -> list[tuple[str, float, int, int]]:
         with self._lock:
             batch, self._pending = self._pending, []
         return batch
 
-    def _put_back(self, batch: list[Metric]) -> None:
+    def _put_back(self, batch: list[tuple[str, float, int, int]]) -> None:
         with self._lock:
             self._pending = batch + self._pending
 
     def _write(self) -> bool:
         """Write what is pending; on failure keep it for the next attempt."""
+        from mlflow.entities import Metric
+
         batch = self._take()
         for i in range(0, len(batch), MAX_METRICS_PER_BATCH):
-            chunk = batch[i : i + MAX_METRICS_PER_BATCH]
+            chunk = [Metric(k, v, ts, s) for k, v, ts, s in batch[i : i + MAX_METRICS_PER_BATCH]]
             try:
                 self.client.log_batch(self.run_id, metrics=chunk)
             except Exception as exc:

@@ -163,6 +163,7 @@ def training(cfg: Config, sink: MetricSink | None = None) -> Generator[Report, N
                     if tc_debug_hit(cfg.debug.nan_at_step, steps):
                         batch = batch._replace(returns=batch.returns * math.nan)
                     averager.add(algo.update(batch))
+                    collector.policy_changed()
                 if tc_debug_hit(cfg.debug.fail_at_step, steps):
                     raise RuntimeError(f"debug.fail_at_step reached at step {steps}")
 

@@ -62,10 +62,10 @@ class Algorithm(ABC):
         with torch.no_grad():
             kl = kl_divergence(logits.detach(), self.policy(batch.obs))
         return {
-            m.LOSS_POLICY: float(policy_loss),
-            m.LOSS_ENTROPY: float(entropy_loss),
-            m.LOSS_TOTAL: float(total),
-            m.ENTROPY: float(ent),
+            m.LOSS_POLICY: float(policy_loss.detach()),
+            m.LOSS_ENTROPY: float(entropy_loss.detach()),
+            m.LOSS_TOTAL: float(total.detach()),
+            m.ENTROPY: float(ent.detach()),
             m.KL: float(kl),
             m.GRAD_L2: grads["grad_l2"],
             m.GRAD_MAX: grads["grad_max"],

@@ -1,0 +1,116 @@
+"""Core speed figures, all measured in this one process so they can be compared.
+
+1. The training loop's env steps/s as a ratio to the raw vector env (random actions)
+   at the same number of envs.
+2. Wall time of a tracked run (embedded MLflow store) vs the same run untracked.
+3. Training seconds and env steps until the mean-100 return reaches 475 on CartPole-v1,
+   over 5 seeds, with the default configuration.
+
+Usage: .venv/bin/python benchmarks/bench_core.py [--seeds 5] [--steps 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pg.config import Config, to_config
+from pg.envs import make_vec_env
+from pg.run import Snapshot, execute
+from pg.train import train
+
+
+def raw_env_sps(cfg: Config, steps: int) -> float:
+    env = make_vec_env(cfg.env)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    n = env.num_envs
+    start = time.perf_counter()
+    done = 0
+    while done < steps:
+        env.step(rng.integers(0, 2, size=n))
+        done += n
+    elapsed = time.perf_counter() - start
+    env.close()
+    return done / elapsed
+
+
+def fixed_budget(steps: int, seed: int, tracked: bool, home: Path) -> Config:
+    return to_config(
+        {
+            "seed": seed,
+            "train": {
+                "max_steps": steps,
+                "target_return": None,
+                "eval_every": 0,
+                "progress": False,
+            },
+            "tracking": {
+                "enabled": tracked,
+                "uri": f"sqlite:///{home / 'mlflow.db'}",
+                "experiment": "bench",
+            },
+        }
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        untracked = fixed_budget(args.steps, 0, False, home)
+        tracked = fixed_budget(args.steps, 0, True, home)
+        # Warm-up: imports, the store's tables, the experiment.
+        execute(fixed_budget(2_000, 0, True, home), Snapshot.from_config(tracked))
+
+        raw = raw_env_sps(untracked, args.steps)
+        result = train(untracked)
+        loop = result.steps / result.seconds
+        print(f"envs={untracked.env.num_envs}  raw vector env: {raw:,.0f} steps/s")
+        print(f"training loop (REINFORCE, updates included): {loop:,.0f} steps/s")
+        print(f"ratio loop/raw: {loop / raw:.2f}  (target >= 0.50)")
+
+        t0 = time.perf_counter()
+        train(untracked)
+        plain = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        outcome = execute(tracked, Snapshot.from_config(tracked))
+        with_tracking = time.perf_counter() - t0
+        print(
+            f"{args.steps:,} steps untracked {plain:.2f} s, tracked {with_tracking:.2f} s "
+            f"(training part {outcome.result.seconds:.2f} s): "
+            f"overhead {100 * (with_tracking / plain - 1):.1f} % of wall time, "
+            f"{100 * (outcome.result.seconds / plain - 1):.1f} % inside the loop (target <= 5 %)"
+        )
+
+    seconds, steps = [], []
+    for seed in range(args.seeds):
+        cfg = to_config(
+            {"seed": seed, "train": {"progress": False}, "tracking": {"enabled": False}}
+        )
+        r = train(cfg)
+        status = "solved" if r.solved else "NOT solved"
+        print(f"seed {seed}: {status} at {r.steps:,} env steps in {r.seconds:.2f} s")
+        if r.solved:
+            seconds.append(r.seconds)
+            steps.append(r.steps)
+    if seconds:
+        print(
+            f"solved {len(seconds)}/{args.seeds}; median {statistics.median(seconds):.2f} s "
+            f"and {statistics.median(steps):,.0f} env steps to mean-100 >= 475 (target <= 2 s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
