@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,11 +56,9 @@ ROWS = [
 ]
 
 
-def reinforce(batch_size: int, gamma: float = 0.5, **kw: object) -> Reinforce:
-    algo = Reinforce(
-        AlgoConfig(name="reinforce", batch_size=batch_size, gamma=gamma, **kw), policy()
-    )  # type: ignore[arg-type]
-    return algo
+def reinforce(batch_size: int, gamma: float = 0.5, clip_grad: float | None = None) -> Reinforce:
+    cfg = AlgoConfig(name="reinforce", batch_size=batch_size, gamma=gamma, clip_grad=clip_grad)
+    return Reinforce(cfg, policy())
 
 
 def test_registry_maps_config_names_to_classes() -> None:
@@ -177,8 +176,8 @@ def test_update_raises_the_probability_of_positively_scaled_actions() -> None:
     assert float(independent_log_pi(algo.policy, batch).sum()) > float(old)
 
 
-def pg_algo(**kw: object) -> PolicyGradient:
-    cfg = AlgoConfig(name="pg", **kw)  # type: ignore[arg-type]
+def pg_algo(**kw: Any) -> PolicyGradient:
+    cfg = AlgoConfig(name="pg", **kw)
     return PolicyGradient(cfg, policy())
 
 
