@@ -203,7 +203,13 @@ def _main(cfg: DictConfig) -> float:
     except ConfigError as exc:
         print(f"pg: invalid configuration: {exc}", file=sys.stderr)
         sys.exit(2)
-    outcome = execute(config, Snapshot.from_hydra(cfg))
+    from pg.tracking import StoreUnavailableError
+
+    try:
+        outcome = execute(config, Snapshot.from_hydra(cfg))
+    except StoreUnavailableError as exc:
+        print(f"pg: {exc}; nothing was trained", file=sys.stderr)
+        sys.exit(3)
     report(outcome, config)
     return outcome.objective
 

@@ -114,12 +114,82 @@ def resolve_store(cfg: TrackingConfig) -> StoreLocation:
     return StoreLocation(uri, cfg.artifact_root)
 
 
-class TrackingUnavailableError(RuntimeError):
+class StoreUnavailableError(RuntimeError):
+    """A database (tracking store or study storage) does not answer."""
+
+
+class TrackingUnavailableError(StoreUnavailableError):
     """The tracking store cannot be reached; nothing was trained."""
 
 
+# URI schemes MLflow and Optuna hand to SQLAlchemy; these are checked by connecting.
+DATABASE_SCHEMES = ("postgresql", "postgres", "mysql", "mssql")
+
+
+def is_database_url(url: str) -> bool:
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+    return scheme in DATABASE_SCHEMES
+
+
+def check_database_url(url: str, timeout: float = 10.0) -> None:
+    """Connect once to a SQLAlchemy database URL, giving up after ``timeout`` seconds.
+
+    Both the tracking store (``postgresql://...`` used directly) and an Optuna study
+    storage go through here, so a wrong host or a stopped server is one short message
+    instead of a driver's minutes-long connect loop.  SQLite URLs pass unchecked: the
+    file is created on first use.  The password never appears in the message.
+    """
+    if not is_database_url(url):
+        return
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            import sqlalchemy
+            from sqlalchemy.pool import NullPool
+
+            connect_args: dict[str, Any] = {}
+            if url.startswith(("postgresql", "postgres")):
+                # libpq counts whole seconds and treats values below 2 as 2.
+                connect_args["connect_timeout"] = max(2, int(timeout))
+            elif url.startswith("mysql"):
+                connect_args["connect_timeout"] = max(1, int(timeout))
+            engine = sqlalchemy.create_engine(
+                url.replace("postgres://", "postgresql://", 1),
+                poolclass=NullPool,
+                connect_args=connect_args,
+            )
+            try:
+                with engine.connect() as conn:
+                    conn.execute(sqlalchemy.text("SELECT 1"))
+            finally:
+                engine.dispose()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    # A thread bounds the wait even where the driver's own timeout does not apply
+    # (name resolution, a server that accepts but never answers).
+    worker = threading.Thread(target=attempt, name="pg-db-check", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    shown = redact(url)
+    if not outcome:
+        raise StoreUnavailableError(f"database {shown} did not answer within {timeout:g} s")
+    error = outcome[0]
+    if error is not None:
+        detail = redact(str(error).strip().splitlines()[0] if str(error).strip() else repr(error))
+        raise StoreUnavailableError(f"database {shown} is not reachable: {detail}") from None
+
+
 def check_reachable(location: StoreLocation, timeout: float) -> None:
-    """Fail fast (within ``timeout`` seconds) when a tracking server does not answer."""
+    """Fail fast (within ``timeout`` seconds) when the tracking server or database is down."""
+    if is_database_url(location.uri):
+        try:
+            check_database_url(location.uri, timeout)
+        except StoreUnavailableError as exc:
+            raise TrackingUnavailableError(f"tracking store: {exc}") from None
+        return
     if location.uri.startswith(("http://", "https://")):
         import urllib.error
         import urllib.request
@@ -133,6 +203,23 @@ def check_reachable(location: StoreLocation, timeout: float) -> None:
             raise TrackingUnavailableError(
                 f"tracking server {location.display} is not reachable: {exc}"
             ) from None
+
+
+# MLflow's own HTTP retries (7 tries, back-off factor 2, 120 s per request) make one failed
+# call block for minutes.  TrackedRun already keeps failed batches and retries them with
+# its own back-off, so each HTTP call should fail fast and leave the waiting to it.
+HTTP_CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def apply_http_client_defaults() -> None:
+    """Set :data:`HTTP_CLIENT_DEFAULTS` where the user has not set the variable."""
+    for name, value in HTTP_CLIENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 
 @contextlib.contextmanager
@@ -216,6 +303,7 @@ class Tracker:
         self.cfg = cfg
         self.location = resolve_store(cfg)
         check_reachable(self.location, cfg.check_timeout)
+        apply_http_client_defaults()
         self.client: MlflowClient = MlflowClient(tracking_uri=self.location.uri)
         self.experiment_id = self._ensure_experiment()
 
@@ -350,7 +438,7 @@ class TrackedRun:
             self._wake.clear()
             if self._closing:
                 break
-            backoff = self.flush_interval if self._write() else min(backoff * 2, 30.0)
+            backoff = self.flush_interval if self._write() else min(backoff * 2, 10.0)
 
     def flush(self) -> None:
         """Write every pending metric, retrying with back-off while the store is down."""
