@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pg.config import Config, ConfigError, register_configs, to_config
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator
 
     from pg.train import Report, ReportHook, TrainResult
 
@@ -112,6 +112,7 @@ def execution(
     *,
     parent_run_id: str | None = None,
     tags: dict[str, str] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> Generator[Report, None, Outcome]:
     """:func:`execute` as a generator of ``(step, objective)`` reports.
 
@@ -137,6 +138,8 @@ def execution(
     }
     run_tags.update(tags or {})
     run = tracker.start_run(default_run_name(cfg), run_tags, parent_run_id)
+    if on_start is not None:  # a sweep records the run id before training starts
+        on_start(run.run_id)
     with run:
         reproduce = f"python -m pg.reproduce {run.run_id}"
         run.set_tags(
