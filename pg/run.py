@@ -89,21 +89,9 @@ def execute(
     ``on_report(step, value)`` sees the objective every ``train.report_every`` env steps
     and may raise to stop the run (:class:`pg.tracking.Stopped` ends it KILLED, not FAILED).
     """
-    gen = execution(cfg, snapshot, parent_run_id=parent_run_id, tags=tags)
-    while True:
-        try:
-            step, value = next(gen)
-        except StopIteration as done:
-            outcome: Outcome = done.value
-            return outcome
-        if on_report is not None:
-            try:
-                on_report(step, value)
-            except BaseException as exc:
-                from pg.train import with_suppressed_close
+    from pg.train import drive
 
-                with_suppressed_close(gen, exc)
-                raise
+    return drive(execution(cfg, snapshot, parent_run_id=parent_run_id, tags=tags), on_report)
 
 
 def execution(

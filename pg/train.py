@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from pg.rollout import Collector, evaluate
 from pg.seeding import EVAL_SEED_OFFSET, seed_everything
 
 ReportHook = Callable[[int, float], None]
+T = TypeVar("T")
 
 
 class MetricSink(Protocol):
@@ -83,18 +84,26 @@ def train(
     on_report: ReportHook | None = None,
 ) -> TrainResult:
     """Train one policy with ``cfg`` and return its objective and artefacts."""
-    gen = training(cfg, sink)
+    return drive(training(cfg, sink), on_report)
+
+
+def drive(gen: Generator[Report, None, T], on_report: ReportHook | None) -> T:
+    """Run a report generator to its end, showing each report to ``on_report``.
+
+    An exception from the hook is thrown into the generator first, so the training's
+    clean-up (closing envs, ending the MLflow run with the right status) happens before
+    it propagates.
+    """
     while True:
         try:
             step, value = next(gen)
         except StopIteration as done:
-            result: TrainResult = done.value
+            result: T = done.value
             return result
         if on_report is not None:
             try:
                 on_report(step, value)
             except BaseException as exc:
-                # Let the loop's clean-up run, then re-raise the hook's exception.
                 with_suppressed_close(gen, exc)
                 raise
 
