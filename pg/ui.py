@@ -1,0 +1,89 @@
+"""``python -m pg.ui``: the MLflow UI on the project's own store.
+
+Runs ``mlflow ui`` against the embedded store (``$PG_HOME/mlruns/mlflow.db``, or
+``MLFLOW_TRACKING_URI``) rather than whatever ``mlflow.db`` sits in the current directory,
+with one worker and background jobs off: it answers in ~6 s instead of ~24 s and starts 3
+processes instead of 15.  It listens on 127.0.0.1 only unless ``--host`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pg.config import TrackingConfig
+from pg.tracking import redact, resolve_store
+
+LOOPBACK = ("127.", "localhost", "::1")
+
+
+def ui_command(host: str, port: int) -> list[str]:
+    """The ``mlflow ui`` command line; the store URI goes through :func:`ui_environment`."""
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+
+
+def ui_environment(uri: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    # Through the environment rather than argv, so a password in the URI stays out of `ps`.
+    env["MLFLOW_BACKEND_STORE_URI"] = uri
+    return env
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m pg.ui", description="Open the MLflow UI on pg's tracking store."
+    )
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on (5000)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (127.0.0.1); others need --allow-remote",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="really listen on a non-loopback --host (anyone reaching it can edit runs)",
+    )
+    parser.add_argument(
+        "--uri", default=None, help="store URI instead of the embedded store (sqlite:///…)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not args.host.startswith(LOOPBACK) and not args.allow_remote:
+        sys.exit(f"pg.ui: refusing to listen on {args.host} without --allow-remote")
+    if args.uri and args.uri.startswith(("http://", "https://")):
+        sys.exit(f"pg.ui: {redact(args.uri)} is a tracking server: open it in a browser instead")
+    location = resolve_store(TrackingConfig(uri=args.uri))
+    if location.sqlite_path is not None:
+        location.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"pg.ui: store {location.display}", flush=True)
+    print(
+        f"pg.ui: open http://{shown}:{args.port} (ready in a few seconds; Ctrl-C stops)", flush=True
+    )
+    command = ui_command(args.host, args.port)
+    env = ui_environment(location.uri)
+    cwd = location.sqlite_path.parent if location.sqlite_path is not None else Path.cwd()
+    os.chdir(cwd)
+    os.execve(command[0], command, env)
+
+
+if __name__ == "__main__":
+    main()
