@@ -22,9 +22,7 @@ def parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--metric", default=DEFAULT_METRIC, help="final metric to rank by")
-    common.add_argument(
-        "--minimize", action="store_true", help="lower is better (default: higher)"
-    )
+    common.add_argument("--minimize", action="store_true", help="lower is better (default: higher)")
     common.add_argument(
         "--tracking-uri",
         help="MLflow store (default: MLFLOW_TRACKING_URI, else the project's mlruns/mlflow.db)",
@@ -40,7 +38,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", help="Optuna storage URL (when the recorded one is redacted)")
 
     c = sub.add_parser("compare", parents=[common], help="compare runs or sweeps side by side")
-    c.add_argument("items", nargs="+", metavar="RUN", help="run ids, sweep ids, run names, experiments")
+    c.add_argument(
+        "items", nargs="+", metavar="RUN", help="run ids, sweep ids, run names, experiments"
+    )
     return p
 
 
@@ -89,7 +89,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     client = loading.connect(args.tracking_uri)
-    report = rp.build_comparison(args.items, metric=args.metric, minimize=args.minimize, client=client)
+    report = rp.build_comparison(
+        args.items, metric=args.metric, minimize=args.minimize, client=client
+    )
     out = args.out or Path("compare-" + "-vs-".join(rp._slug(i)[:16] for i in args.items))
     folder = rp.write(report, out)
     print(report.texts["compare.md"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -119,7 +119,7 @@ def aggregate(
 
 def mean_curves(
     histories: pd.DataFrame,
-    groups: dict[str, Sequence[str]],
+    groups: Mapping[str, Sequence[str]],
     metric: str,
     *,
     points: int = 100,

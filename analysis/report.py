@@ -265,9 +265,7 @@ def build_report(
 
         parent = loading.get_run(client, sweep)
         direction = None if minimize is None else not minimize
-        study_data = st.load_study_data(
-            parent, frame, metric, storage=storage, maximize=direction
-        )
+        study_data = st.load_study_data(parent, frame, metric, storage=storage, maximize=direction)
         if minimize is None:
             maximize = study_data.maximize
 
@@ -395,7 +393,9 @@ def resolve(client: MlflowClient, token: str) -> Member:
             return _member_of_run(client, run)
     exp = client.get_experiment_by_name(token)
     if exp is not None:
-        return Member(token, "experiment", loading.runs_frame(loading.search_all(client, [exp.experiment_id])))
+        return Member(
+            token, "experiment", loading.runs_frame(loading.search_all(client, [exp.experiment_id]))
+        )
     ids = [e.experiment_id for e in client.search_experiments()]
     named = (
         loading.search_all(client, ids, f"attributes.run_name = {loading._quote(token)}")

@@ -183,8 +183,7 @@ def rebuilt_study(data: StudyData) -> optuna.Study:
             dists[p] = FloatDistribution(lo_f, hi_f if hi_f > lo_f else lo_f + 1.0, log=log)
         else:
             dists[p] = CategoricalDistribution(sorted({str(v) for v in values}))
-    direction = "maximize" if data.maximize else "minimize"
-    study = optuna.create_study(direction=direction)
+    study = optuna.create_study(direction="maximize" if data.maximize else "minimize")
     for _, row in done.iterrows():
         params: dict[str, Any] = {}
         for p, d in dists.items():

@@ -213,7 +213,7 @@ def test_sweep_report_reads_the_study(built: dict[str, Any], tmp_path: Path) -> 
     assert expected == {"COMPLETE": 4, "PRUNED": 1, "FAIL": 1}
     assert report.facts["trial states"] == expected
     bars = report.figures[STATES_PNG].axes[0].patches
-    assert [b.get_height() for b in bars] == [4, 1, 1]
+    assert [b.get_height() for b in bars] == [4, 1, 1]  # type: ignore[attr-defined]
     history = report.figures[HISTORY_PNG].axes[0]
     assert len(history.get_lines()) == 1  # best so far
     importance = report.figures[IMPORTANCE_PNG].axes[0]
@@ -240,7 +240,8 @@ def test_sweep_report_without_the_study(built: dict[str, Any], tmp_path: Path) -
     report = build_report(sweep=seeded.run_id, tracking_uri=built["uri"])
     assert report.facts["trials from"] == "MLflow trial runs"
     assert any("redacted" in n for n in report.notes)
-    assert [b.get_height() for b in report.figures[STATES_PNG].axes[0].patches] == [3, 0, 0]
+    bars = report.figures[STATES_PNG].axes[0].patches
+    assert [b.get_height() for b in bars] == [3, 0, 0]  # type: ignore[attr-defined]
     assert len(report.figures[IMPORTANCE_PNG].axes[0].patches) == 2
     summary = report.tables[SUMMARY_CSV]
     assert list(summary["n_seeds"]) == [2, 2, 2]
@@ -254,12 +255,12 @@ def test_sweep_report_without_the_study(built: dict[str, Any], tmp_path: Path) -
         assert len(row) == 1
         assert row["mean"].iloc[0] == pytest.approx(statistics.fmean(values))
         objective = c.get_run(trial_run).data.metrics["objective"]
-        assert objective == pytest.approx(statistics.fmean(r.data.metrics["objective"] for r in seeds))
+        assert objective == pytest.approx(
+            statistics.fmean(r.data.metrics["objective"] for r in seeds)
+        )
 
     # With the real storage given, the study itself is read.
-    report = build_report(
-        sweep=seeded.run_id, tracking_uri=built["uri"], storage=seeded.storage
-    )
+    report = build_report(sweep=seeded.run_id, tracking_uri=built["uri"], storage=seeded.storage)
     assert report.facts["trials from"].startswith("Optuna study 's2'")
     assert not report.notes
 
