@@ -390,6 +390,8 @@ class TrackedRun:
         self.run_id = run_id
         self.location = location
         self._pending: list[tuple[str, float, int, int]] = []
+        self._stamp_step: int | None = None
+        self._stamps: dict[tuple[str, float | None], int] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = False
@@ -402,10 +404,30 @@ class TrackedRun:
         # Plain tuples here; MLflow entities are built by the writer, off the hot path.
         now = int(time.time() * 1000)
         with self._lock:
+            now = self._distinct_stamp(metrics, now, step)
             self._pending.extend((k, float(v), now, step) for k, v in metrics.items())
             full = len(self._pending) >= 10 * MAX_METRICS_PER_BATCH
         if full:
             self._wake.set()
+
+    def _distinct_stamp(self, metrics: Mapping[str, float], now: int, step: int) -> int:
+        """A timestamp that no equal (key, value) at this step already carries.
+
+        MLflow keys a metric row by (key, timestamp, step, value) and silently drops
+        repeats, so two episodes ending at the same step with the same return within one
+        millisecond would be stored once (or twice, if the clock ticked in between):
+        lost data, and a history that differs between two identical runs.
+        """
+        if step != self._stamp_step:
+            self._stamp_step, self._stamps = step, {}
+        keys = [(k, v if v == v else None) for k, v in metrics.items()]  # NaN != NaN
+        for key in keys:
+            last = self._stamps.get(key)
+            if last is not None and last >= now:
+                now = last + 1
+        for key in keys:
+            self._stamps[key] = now
+        return now
 
     def _take(self) -> list[tuple[str, float, int, int]]:
         with self._lock:
