@@ -1,0 +1,326 @@
+"""One trial: compose its config, train k seeds in lockstep, report, prune, tell.
+
+With one seed the trial run is the training run itself.  With k seeds the trial run holds
+the params (seed aside), the mean objective at every report point and the trial value as
+``objective``; each seed is a complete training run nested under it (``pg.kind=seed``).
+The pruner sees the seed mean, so pruning works with several seeds, and all seeds stop
+together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import OmegaConf
+
+from pg.sweep.compose import Composed, compose_trial, with_seed
+from pg.sweep.space import override_line
+from pg.sweep.spec import Plan
+from pg.sweep.study import REASON, RUN_ID
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    import optuna
+    from optuna.trial import Trial
+
+    from pg.config import TrackingConfig
+    from pg.run import Outcome
+    from pg.tracking import Tracker
+    from pg.train import Report
+
+KIND_SWEEP, KIND_TRIAL, KIND_SEED = "sweep", "trial", "seed"
+TAG_KIND, TAG_STUDY, TAG_NUMBER, TAG_STATE = (
+    "pg.kind",
+    "pg.study",
+    "pg.trial_number",
+    "pg.trial_state",
+)
+
+
+@dataclass
+class TrialOutcome:
+    number: int
+    state: str  # COMPLETE | PRUNED | FAIL
+    value: float | None
+    steps: int
+    seconds: float
+    params: dict[str, Any]
+    run_id: str | None = None
+    reason: str | None = None
+    seed_values: list[float] = field(default_factory=list)
+
+
+class Pruned(Exception):  # noqa: N818 - control flow, not an error
+    pass
+
+
+_trackers: dict[tuple[str | None, str], Tracker] = {}
+
+
+def tracker_for(cfg: TrackingConfig) -> Tracker:
+    """One MLflow connection per store and experiment, per process."""
+    from pg.tracking import Tracker
+
+    key = (cfg.uri, cfg.experiment)
+    if key not in _trackers:
+        _trackers[key] = Tracker(cfg)
+    return _trackers[key]
+
+
+def trial_overrides(plan: Plan, params: dict[str, Any]) -> list[str]:
+    return [*plan.base_overrides, *(override_line(k, v) for k, v in params.items())]
+
+
+def run_trial(
+    study: optuna.Study,
+    trial: Trial,
+    plan: Plan,
+    config_name: str,
+    sweep_run_id: str | None,
+) -> TrialOutcome:
+    """Train, tell Optuna and label the MLflow runs; never raises except on Ctrl-C."""
+
+    start = time.perf_counter()
+    params = dict(trial.params)
+    outcome = TrialOutcome(trial.number, "FAIL", None, 0, 0.0, params)
+    run_ids: list[str] = []
+    interrupted: KeyboardInterrupt | None = None
+    try:
+        composed = compose_trial(config_name, trial_overrides(plan, params))
+        runner = _SeedRunner(plan, trial, composed, sweep_run_id, study.study_name)
+        try:
+            value = runner.run(outcome)
+        finally:
+            run_ids = runner.run_ids
+        if math.isnan(value):
+            raise RuntimeError(f"objective {composed.config.train.objective} is NaN")
+        outcome.state, outcome.value = "COMPLETE", value
+    except Pruned as stop:
+        outcome.state, outcome.reason = "PRUNED", str(stop)
+        last = trial.study._storage.get_trial(trial._trial_id).last_step
+        if last is not None:
+            outcome.value = trial.study._storage.get_trial(trial._trial_id).intermediate_values[
+                last
+            ]
+    except KeyboardInterrupt as exc:
+        outcome.reason, interrupted = "interrupted (Ctrl-C)", exc
+    except Exception as exc:
+        outcome.reason = f"{type(exc).__name__}: {exc}"
+    outcome.seconds = time.perf_counter() - start
+    _finish(study, trial, outcome)
+    _label(outcome, run_ids)
+    if interrupted is not None:
+        raise interrupted
+    return outcome
+
+
+def _finish(study: optuna.Study, trial: Trial, outcome: TrialOutcome) -> None:
+    """Attributes first (a finished trial is read-only), then tell."""
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    tid = trial._trial_id
+    if outcome.reason:
+        storage.set_trial_system_attr(tid, REASON, outcome.reason[:2000])
+    if outcome.run_id:
+        storage.set_trial_user_attr(tid, "mlflow_run_id", outcome.run_id)
+    storage.set_trial_user_attr(tid, "env_steps", outcome.steps)
+    if outcome.seed_values:
+        storage.set_trial_user_attr(tid, "seed_values", outcome.seed_values)
+    if outcome.state == "COMPLETE":
+        study.tell(trial, outcome.value)
+    elif outcome.state == "PRUNED":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def _label(outcome: TrialOutcome, run_ids: list[str]) -> None:
+    """Put the final Optuna state on the trial's MLflow runs."""
+    if not run_ids or not _trackers:
+        return
+    from pg import metrics as m
+
+    client = next(iter(_trackers.values())).client
+    tags = {TAG_STATE: outcome.state}
+    if outcome.reason:
+        tags["pg.trial_reason"] = outcome.reason[:5000]
+    trial_run = outcome.run_id or run_ids[0]
+    for run_id in {trial_run, *run_ids}:  # the seed runs carry the trial's state too
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+    if outcome.state == "PRUNED" and outcome.value is not None:
+        client.log_metric(trial_run, m.OBJECTIVE, float(outcome.value), step=outcome.steps)
+        client.set_tag(trial_run, "pg.steps", str(outcome.steps))
+    if outcome.state == "FAIL":
+        run = client.get_run(trial_run)
+        if run.info.status in ("RUNNING", "FINISHED"):
+            # Finished training but an unusable value (NaN objective): not a success.
+            client.set_terminated(trial_run, "FAILED")
+            client.set_tag(trial_run, "pg.error", outcome.reason or "failed")
+
+
+class _SeedRunner:
+    """k training generators advanced together, one report point at a time."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        trial: Trial,
+        composed: Composed,
+        sweep_run_id: str | None,
+        study_name: str,
+    ) -> None:
+        self.plan = plan
+        self.trial = trial
+        self.composed = composed
+        self.sweep_run_id = sweep_run_id
+        self.study_name = study_name
+        self.run_ids: list[str] = []
+
+    def _tags(self, kind: str) -> dict[str, str]:
+        return {
+            TAG_KIND: kind,
+            TAG_STUDY: self.study_name,
+            TAG_NUMBER: str(self.trial.number),
+            TAG_STATE: "RUNNING",
+        }
+
+    def _record_trial_run(self, run_id: str) -> None:
+        self.run_ids.append(run_id)
+        self.trial.study._storage.set_trial_system_attr(self.trial._trial_id, RUN_ID, run_id)
+
+    def run(self, outcome: TrialOutcome) -> float:
+        from pg.run import execution
+
+        cfg = self.composed.config
+        k = self.plan.spec.seeds
+        tracked = cfg.tracking.enabled
+        trial_run = None
+        if tracked:
+            tracker_for(cfg.tracking)
+        if k == 1:
+            gens = [
+                execution(
+                    cfg,
+                    self.composed.snapshot,
+                    parent_run_id=self.sweep_run_id,
+                    tags=self._tags(KIND_TRIAL),
+                    on_start=self._record_trial_run,
+                )
+            ]
+        else:
+            if tracked:
+                trial_run = self._start_trial_run()
+                outcome.run_id = trial_run.run_id
+            parent = trial_run.run_id if trial_run is not None else None
+            seeds = [with_seed(self.composed, cfg.seed + i) for i in range(k)]
+            gens = [
+                execution(
+                    s.config,
+                    s.snapshot,
+                    parent_run_id=parent,
+                    tags={**self._tags(KIND_SEED), "pg.seed_index": str(i)},
+                    on_start=self.run_ids.append,
+                )
+                for i, s in enumerate(seeds)
+            ]
+        try:
+            value = self._lockstep(gens, outcome, trial_run)
+        except BaseException as exc:
+            if trial_run is not None:
+                from pg.tracking import Stopped
+
+                ended = Stopped(str(exc)) if isinstance(exc, Pruned) else exc
+                trial_run.__exit__(type(ended), ended, exc.__traceback__)
+            raise
+        if trial_run is not None:
+            from pg import metrics as m
+
+            trial_run.log_metrics({m.OBJECTIVE: value}, outcome.steps)
+            trial_run.set_tags({"pg.steps": str(outcome.steps)})
+            trial_run.end("FINISHED")
+        if k == 1 and self.run_ids:
+            outcome.run_id = self.run_ids[0]
+        return value
+
+    def _start_trial_run(self) -> Any:
+        from pg import tracking
+
+        cfg = self.composed.config
+        tracker = tracker_for(cfg.tracking)
+        tags = {
+            **self._tags(KIND_TRIAL),
+            "pg.env": cfg.env.id,
+            "pg.algo": cfg.algo.name,
+            "pg.objective": cfg.train.objective,
+            "pg.seeds": ",".join(str(cfg.seed + i) for i in range(self.plan.spec.seeds)),
+        }
+        run = tracker.start_run(f"trial-{self.trial.number}", tags, self.sweep_run_id)
+        self._record_trial_run(run.run_id)
+        flat = tracking.flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))  # type: ignore[arg-type]
+        flat.pop("seed", None)
+        run.log_params(flat)
+        run.log_files(self.composed.snapshot.files())
+        return run
+
+    def _lockstep(
+        self,
+        gens: list[Generator[Report, None, Outcome]],
+        outcome: TrialOutcome,
+        trial_run: Any,
+    ) -> float:
+        from pg.tracking import Stopped
+        from pg.train import with_suppressed_close
+
+        objective_name = self.composed.config.train.objective
+        latest = [math.nan] * len(gens)
+        finals: list[Outcome | None] = [None] * len(gens)
+        live = list(range(len(gens)))
+        try:
+            while live:
+                step = 0
+                for i in list(live):
+                    try:
+                        step_i, value = next(gens[i])
+                        latest[i] = value
+                        step = max(step, step_i)
+                    except StopIteration as done:
+                        finals[i] = done.value
+                        latest[i] = done.value.objective
+                        step = max(step, done.value.result.steps)
+                        live.remove(i)
+                outcome.steps = step
+                if not live:
+                    break
+                known = [v for v in latest if not math.isnan(v)]
+                if not known:
+                    continue
+                mean = sum(known) / len(known)
+                if trial_run is not None:
+                    trial_run.log_metrics({objective_name: mean}, step)
+                self.trial.report(mean, step)
+                if self.trial.should_prune():
+                    raise Pruned(
+                        f"pruned by {type(self.trial.study.pruner).__name__} at step "
+                        f"{step:,} (mean {objective_name} = {mean:.2f})"
+                    )
+        except BaseException as exc:
+            stop: BaseException = exc
+            if isinstance(exc, Pruned):
+                stop = Stopped(str(exc))
+            elif not isinstance(exc, KeyboardInterrupt):
+                stop = Stopped(f"another seed failed: {type(exc).__name__}: {exc}")
+            for i in live:
+                with contextlib.suppress(BaseException):
+                    with_suppressed_close(gens[i], stop)
+            raise
+        values = [f.objective for f in finals if f is not None]
+        outcome.seed_values = values if len(values) > 1 else []
+        outcome.steps = max((f.result.steps for f in finals if f is not None), default=0)
+        return sum(values) / len(values) if values else math.nan

@@ -1,0 +1,169 @@
+"""The ask -> run -> tell loop, in the sweep's process or in a worker process of its own.
+
+``python -m pg.sweep.worker JOB.json`` is what the sweep starts ``workers`` times; each
+asks its next trial as soon as it is free, so trials never wait for a batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+    from pg.sweep.spec import Plan
+    from pg.sweep.trial import TrialOutcome
+
+EXIT_OK, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 3, 130
+
+
+@dataclass
+class Job:
+    """Everything a worker needs, written as JSON by the sweep process."""
+
+    settings: dict[str, Any]
+    arguments: list[str]
+    conf_dir: str
+    config_name: str
+    storage_url: str
+    sweep_run_id: str | None
+    deadline: float | None  # time.time() after which no new trial starts
+    seed_offset: int = 0
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: Path) -> Job:
+        return cls(**json.loads(path.read_text()))
+
+
+def load_study(job: Job, plan: Plan) -> optuna.Study:
+    import optuna
+
+    from pg.sweep.factories import make_pruner, make_sampler
+    from pg.sweep.study import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(job.storage_url, plan.spec)
+    return optuna.load_study(
+        study_name=plan.spec.study_name,
+        storage=storage,
+        sampler=make_sampler(plan.spec, job.seed_offset),
+        pruner=make_pruner(plan.spec),
+    )
+
+
+def failures_exceeded(study: optuna.Study, plan: Plan) -> bool:
+    """More failed trials than ``max_failure_rate`` allows (orphans and Ctrl-C aside).
+
+    With ``n_trials`` the rate is of the budget, so early failures do not end a sweep
+    that is otherwise healthy; with only a timeout it is of the finished trials.
+    """
+    from optuna.trial import TrialState
+
+    from pg.sweep.study import REASON
+
+    spec = plan.spec
+    trials = study.get_trials(deepcopy=False)
+    failed = sum(
+        1
+        for t in trials
+        if t.state == TrialState.FAIL
+        and not str(t.system_attrs.get(REASON, "")).startswith(("orphaned", "interrupted"))
+    )
+    if spec.n_trials is not None:
+        return failed > spec.max_failure_rate * spec.n_trials
+    finished = sum(1 for t in trials if t.state.is_finished())
+    return finished >= 5 and failed > spec.max_failure_rate * finished
+
+
+def work(job: Job, plan: Plan) -> int:
+    """Run trials until the budget, the deadline or the failure limit is reached."""
+    import warnings
+
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    from pg.sweep.study import BudgetLock, reserve
+    from pg.sweep.trial import run_trial
+
+    # Optuna warns that heartbeats are meant for Study.optimize; ask/tell uses them here.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage")
+    study = load_study(job, plan)
+    lock = BudgetLock(job.storage_url, plan.spec.study_name)
+    while True:
+        if job.deadline is not None and time.time() >= job.deadline:
+            return EXIT_OK
+        if failures_exceeded(study, plan):
+            return EXIT_FAILURES
+        trial = reserve(study, lock, plan.spec, plan.space)
+        if trial is None:
+            return EXIT_OK
+        try:
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                outcome = run_trial(study, trial, plan, job.config_name, job.sweep_run_id)
+        except KeyboardInterrupt:
+            print(f"pg: trial {trial.number} interrupted: FAIL", flush=True)
+            return EXIT_INTERRUPTED
+        print(trial_line(outcome, study, plan), flush=True)
+
+
+def trial_line(outcome: TrialOutcome, study: optuna.Study, plan: Plan) -> str:
+    value = "" if outcome.value is None else f" {_fmt(outcome.value)}"
+    params = " ".join(f"{k}={_fmt(v)}" for k, v in outcome.params.items())
+    seeds = ""
+    if outcome.seed_values:
+        seeds = f" seeds [{', '.join(_fmt(v) for v in outcome.seed_values)}]"
+    why = f" ({outcome.reason})" if outcome.state == "FAIL" and outcome.reason else ""
+    best = ""
+    try:
+        b = study.best_trial
+        best = f" | best: trial {b.number} = {_fmt(b.value)}"
+    except ValueError:
+        pass
+    return (
+        f"pg: trial {outcome.number:>3} {outcome.state:<8}{value}{seeds} after "
+        f"{outcome.steps:,} steps, {outcome.seconds:.1f} s  {params}{why}{best}"
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def main(argv: list[str]) -> int:
+    from pg.sweep.compose import ensure_hydra
+    from pg.sweep.spec import build_spec, plan
+
+    job = Job.load(Path(argv[0]))
+    ensure_hydra(job.conf_dir)
+    try:
+        return work(job, plan(build_spec(job.settings), job.arguments))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the sweep process dies, so no worker outlives a kill -9."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+if __name__ == "__main__":
+    _die_with_parent()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main(sys.argv[1:]))
