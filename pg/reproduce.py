@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -34,7 +32,6 @@ PROG = "pg.reproduce"
 PROBE_TIMEOUT = 5.0  # seconds; with imports the answer stays within ~10 s
 GROUPS = ("env", "algo", "model")  # config groups whose choice can be swapped by name
 _OVERRIDE = re.compile(r"^\+{0,2}(?P<key>[A-Za-z_][\w.]*)=(?P<value>.*)$", re.S)
-_DB_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
 
 
 class BadInput(Exception):  # noqa: N818 - an answer for the user, not a crash
@@ -125,25 +122,22 @@ def parse_overrides(items: list[str]) -> list[Override]:
 def open_store(uri: str | None) -> tuple[StoreLocation, MlflowClient]:
     """Resolve the store like ``pg.run`` does and make sure it answers, quickly."""
     from pg.config import TrackingConfig
-    from pg.tracking import TrackingUnavailableError, check_reachable, resolve_store
+    from pg.tracking import (
+        TrackingUnavailableError,
+        apply_http_client_defaults,
+        check_reachable,
+        resolve_store,
+    )
 
     location = resolve_store(TrackingConfig(uri=uri))
     path = location.sqlite_path
     if path is not None and not path.is_file():
         raise BadInput(f"no MLflow store at {location.display} (give --tracking-uri or PG_HOME)")
+    apply_http_client_defaults()
     try:
         check_reachable(location, PROBE_TIMEOUT)
     except TrackingUnavailableError as exc:
         raise BadInput(str(exc)) from None
-    parts = urlsplit(location.uri)
-    scheme = parts.scheme.split("+", 1)[0]
-    if scheme in _DB_PORTS and parts.hostname:
-        try:
-            socket.create_connection(
-                (parts.hostname, parts.port or _DB_PORTS[scheme]), PROBE_TIMEOUT
-            ).close()
-        except OSError as exc:
-            raise BadInput(f"tracking store {location.display} is not reachable: {exc}") from None
     from mlflow.tracking import MlflowClient
 
     return location, MlflowClient(tracking_uri=location.uri)

@@ -1,0 +1,306 @@
+"""``python -m pg.reproduce``: identical re-runs, overrides, differences, sweep trials, bad input.
+
+One short training run per module is the source for most tests; runs with broken
+snapshots or doctored histories are made from it with the real MLflow client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pg.compare import MetricDiff, compare_histories, diff_history, lock_diff
+from tests.conftest import FAST, Store, run_module
+
+ARGS = [*FAST, "train.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    home = tmp_path_factory.mktemp("repro") / "home"
+    home.mkdir()
+    yield Store(home)
+
+
+@pytest.fixture(scope="module")
+def source(shared: Store) -> str:
+    """A finished short training run in the shared store."""
+    proc = run_module("pg.run", ARGS, shared)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = shared.runs()
+    return str(run.info.run_id)
+
+
+def reproduce(store: Store, *args: str) -> Any:
+    return run_module("pg.reproduce", list(args), store)
+
+
+def new_runs(store: Store, before: set[str]) -> list[Any]:
+    return [r for r in store.runs() if r.info.run_id not in before]
+
+
+def ids(store: Store) -> set[str]:
+    return {r.info.run_id for r in store.runs()}
+
+
+def copy_run(
+    store: Store,
+    source_id: str,
+    *,
+    config: str | None = None,
+    tags: dict[str, str] | None = None,
+    snapshot: bool = True,
+    perturb: str | None = None,
+) -> str:
+    """A new run with the source's artifacts (``config`` replaces the snapshot text) and
+    its metric histories (``perturb`` adds 1 to that metric's last value)."""
+    from mlflow.entities import Metric
+
+    client = store.client()
+    src = client.get_run(source_id)
+    run = client.create_run(src.info.experiment_id, run_name="copy", tags=tags or {})
+    rid = run.info.run_id
+    if snapshot:
+        local = Path(client.download_artifacts(source_id, "", str(store.home / f"dl-{rid}")))
+        if config is not None:
+            (local / "config" / "config.yaml").write_text(config)
+        for sub in ("config", "environment"):
+            client.log_artifacts(rid, str(local / sub), sub)
+    metrics = []
+    for key in src.data.metrics:
+        history = client.get_metric_history(source_id, key)
+        for i, m in enumerate(history):
+            value = m.value + 1 if key == perturb and i == len(history) - 1 else m.value
+            metrics.append(Metric(key, value, m.timestamp, m.step))
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(rid, metrics=metrics[i : i + 1000])
+    client.set_terminated(rid, "FINISHED")
+    return str(rid)
+
+
+# -- whole program ----------------------------------------------------------------
+
+
+def test_reproduce_is_identical_and_tagged(shared: Store, source: str) -> None:
+    before = ids(shared)
+    proc = reproduce(shared, source)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verdict: IDENTICAL" in proc.stdout
+    assert "ignored wall-clock metrics: time/sps" in proc.stdout
+    (new,) = new_runs(shared, before)
+    assert new.data.tags["pg.source_run"] == source
+    assert source in new.data.tags["mlflow.note.content"]
+    assert new.info.status == "FINISHED"
+    assert new.info.experiment_id == shared.client().get_run(source).info.experiment_id
+    assert new.data.params == {
+        **shared.client().get_run(source).data.params,
+        "tracking.run_name": new.data.params["tracking.run_name"],
+        "tracking.uri": new.data.params["tracking.uri"],
+    }
+
+
+def test_override_is_reported_without_verdict(shared: Store, source: str) -> None:
+    before = ids(shared)
+    proc = reproduce(shared, source, "algo.lr=0.05")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "algo.lr=0.05 (snapshot: " in proc.stdout
+    assert "no verdict" in proc.stdout
+    assert "IDENTICAL" not in proc.stdout
+    (new,) = new_runs(shared, before)
+    assert new.data.params["algo.lr"] == "0.05"
+    assert "algo.lr=0.05" in new.data.tags["mlflow.note.content"]
+
+
+def test_different_history_gives_table_and_environment(shared: Store, source: str) -> None:
+    doctored = copy_run(
+        shared,
+        source,
+        perturb="rollout/ep_return_100",
+        tags={"pg.git_commit": "0" * 40, "pg.git_dirty": "false", "pg.kind": "run"},
+    )
+    proc = reproduce(shared, doctored)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "verdict: DIFFERENT" in proc.stdout
+    rows = proc.stdout.splitlines()
+    row = next(line for line in rows if line.startswith("  rollout/ep_return_100 "))
+    last_step = shared.client().get_metric_history(source, "rollout/ep_return_100")[-1].step
+    assert f"{last_step:,}" in row and row.split()[2] == "1"
+    assert f"git commit: {'0' * 40} -> " in proc.stdout
+
+
+def test_no_compare_only_reruns(shared: Store, source: str) -> None:
+    proc = reproduce(shared, source, "--no-compare")
+    assert proc.returncode == 0, proc.stderr
+    assert "verdict" not in proc.stdout and "compared" not in proc.stdout
+
+
+def test_stopped_run_is_rerun_to_the_same_step(shared: Store, source: str) -> None:
+    """A pruned trial ends KILLED at a report point; its reproduction stops there too."""
+    from pg.run import execute
+    from pg.tracking import Stopped
+
+    cfg = config_for(shared, seed=2)
+
+    def prune(step: int, value: float) -> None:
+        if step >= 2000:
+            raise Stopped("pruned by the test")
+
+    with pytest.raises(Stopped):
+        execute(cfg, snapshot_of(cfg), on_report=prune)
+    (pruned,) = [r for r in shared.runs() if r.data.tags.get("pg.stopped") == "pruned by the test"]
+    before = ids(shared)
+    proc = reproduce(shared, pruned.info.run_id)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verdict: IDENTICAL" in proc.stdout
+    (new,) = new_runs(shared, before)
+    assert new.info.status == "KILLED"
+
+
+def config_for(store: Store, seed: int) -> Any:
+    from omegaconf import OmegaConf
+
+    from pg.config import to_config
+
+    return to_config(OmegaConf.from_dotlist([*ARGS, f"seed={seed}", f"tracking.uri={store.uri}"]))
+
+
+def snapshot_of(cfg: Any) -> Any:
+    from pg.run import Snapshot
+
+    return Snapshot.from_config(cfg, [f"seed={cfg.seed}"])
+
+
+def test_multi_seed_trial_is_reproduced_seed_by_seed(store: Store) -> None:
+    """The sweep record: sweep run > trial run (no snapshot) > one seed run per seed."""
+    from pg.run import execute
+    from pg.tracking import Tracker
+
+    tracker = Tracker(config_for(store, 0).tracking)
+    sweep = tracker.start_run("sweep", {"pg.kind": "sweep", "pg.study": "s"})
+    trial = tracker.start_run(
+        "trial-0",
+        {"pg.kind": "trial", "pg.study": "s", "pg.trial_number": "0"},
+        parent_run_id=sweep.run_id,
+    )
+    seeds = {}
+    for seed in (0, 1):
+        cfg = config_for(store, seed)
+        tags = {"pg.kind": "seed", "pg.study": "s", "pg.trial_number": "0"}
+        seeds[seed] = execute(cfg, snapshot_of(cfg), parent_run_id=trial.run_id, tags=tags).run_id
+    trial.end("FINISHED")
+    sweep.end("FINISHED")
+
+    before = ids(store)
+    proc = reproduce(store, trial.run_id)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "with 2 seed runs" in proc.stdout
+    assert "verdict: IDENTICAL" in proc.stdout
+    new = new_runs(store, before)
+    assert sorted(r.data.tags["pg.source_run"] for r in new) == sorted(map(str, seeds.values()))
+    assert {r.data.tags["pg.source_trial"] for r in new} == {trial.run_id}
+
+    sweep_proc = reproduce(store, sweep.run_id)
+    assert sweep_proc.returncode == 2 and "is a sweep" in sweep_proc.stderr
+
+
+# -- bad input: exit 2, one line, no new run ---------------------------------------
+
+CORRUPT = "seed: [0\nenv: {name: cartpole\n"
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("unknown", "no run with id"),
+        ("no-snapshot", "has no config snapshot"),
+        ("renamed-key", "no longer validates with the current schema: algo.learning_rate"),
+        ("corrupted", "is corrupted (not YAML"),
+        ("bad-override", "algo.gamma=2.0 is not allowed"),
+    ],
+)
+def test_bad_input(shared: Store, source: str, case: str, message: str) -> None:
+    extra: list[str] = []
+    if case == "unknown":
+        target = "0" * 32
+    elif case == "no-snapshot":
+        target = copy_run(shared, source, snapshot=False)
+    elif case == "bad-override":
+        target, extra = source, ["algo.gamma=2.0"]
+    else:
+        text = shared.client().download_artifacts(source, "config/config.yaml", str(shared.home))
+        good = Path(text).read_text()
+        assert "  lr: " in good
+        bad = good.replace("  lr: ", "  learning_rate: ") if case == "renamed-key" else CORRUPT
+        target = copy_run(shared, source, config=bad)
+    before = ids(shared)
+    proc = reproduce(shared, target, *extra)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pg.reproduce: error: "), proc.stderr
+    assert message in lines[0]
+    assert ids(shared) == before
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://127.0.0.1:9", "postgresql://postgres@127.0.0.1:9/pg", "sqlite:///{home}/x.db"]
+)
+def test_unreachable_store(store: Store, uri: str) -> None:
+    start = time.monotonic()
+    proc = reproduce(store, "0" * 32, "--tracking-uri", uri.format(home=store.home))
+    assert time.monotonic() - start < 10
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and ("not reachable" in lines[0] or "no MLflow store" in lines[0])
+    assert not (store.home / "x.db").exists()
+    assert not store.db.exists()
+
+
+# -- the comparison rules ----------------------------------------------------------
+
+
+def test_histories_compare_by_step_regardless_of_order() -> None:
+    assert (
+        diff_history(
+            "m", [(1, 2.0), (1, 1.0), (2, float("nan"))], [(1, 1.0), (1, 2.0), (2, float("nan"))]
+        )
+        is None
+    )
+
+
+def test_first_step_and_largest_deviation() -> None:
+    diff = diff_history("m", [(1, 1.0), (2, 2.0), (3, 3.0)], [(1, 1.0), (2, 2.5), (3, 1.0)])
+    assert diff == MetricDiff("m", 2, 2.0, "")
+
+
+def test_missing_metric_and_point_counts() -> None:
+    diffs = compare_histories({"a": [(1, 1.0)], "b": [(1, 1.0), (1, 1.0)]}, {"b": [(1, 1.0)]})
+    assert [(d.key, d.note) for d in diffs] == [
+        ("a", "only in the source run"),
+        ("b", "2 vs 1 points; same values, repeated (step, value) points counted differently"),
+    ]
+
+
+def test_lock_diff_names_packages() -> None:
+    assert lock_diff("a==1\nb==2\nc==3\n", "a==1\nb==2.1\nd==4\n") == [
+        "b 2 -> 2.1",
+        "c 3 -> not installed",
+        "d not in the lock -> 4",
+    ]
+
+
+def test_repeated_metric_points_are_all_stored(store: Store) -> None:
+    """Two episodes ending at one step with one return must both reach the history."""
+    from pg.tracking import Tracker
+
+    tracker = Tracker(config_for(store, 0).tracking)
+    with tracker.start_run("dups") as run:
+        for _ in range(3):
+            run.log_metrics({"rollout/ep_return": 9.0, "rollout/ep_length": 9.0}, 100)
+        run.log_metrics({"rollout/ep_return": float("nan")}, 100)
+        run.log_metrics({"rollout/ep_return": float("nan")}, 100)
+    history = store.client().get_metric_history(run.run_id, "rollout/ep_return")
+    assert sorted(str(m.value) for m in history) == ["9.0", "9.0", "9.0", "nan", "nan"]
