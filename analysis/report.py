@@ -265,7 +265,14 @@ def build_report(
 
         parent = loading.get_run(client, sweep)
         direction = None if minimize is None else not minimize
-        study_data = st.load_study_data(parent, frame, metric, storage=storage, maximize=direction)
+        study_data = st.load_study_data(
+            parent,
+            frame,
+            metric,
+            storage=storage,
+            maximize=direction,
+            tracking_uri=str(client.tracking_uri),
+        )
         if minimize is None:
             maximize = study_data.maximize
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -53,6 +54,17 @@ def recorded_storage(parent: Run) -> str | None:
             if key.split(".")[-1] == "storage" and value and value != "null":
                 return str(value)
     return None
+
+
+def default_storage(tracking_uri: str | None) -> str | None:
+    """The sweeper's default study file beside an SQLite MLflow store, when it exists.
+
+    Checked before opening: Optuna would silently create an empty database otherwise.
+    """
+    if not tracking_uri or not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = Path(tracking_uri[len("sqlite:///") :]).parent / "optuna.db"
+    return f"sqlite:///{path}" if path.is_file() else None
 
 
 def recorded_direction(parent: Run) -> bool | None:
@@ -226,12 +238,13 @@ def load_study_data(
     *,
     storage: str | None = None,
     maximize: bool | None = None,
+    tracking_uri: str | None = None,
 ) -> StudyData:
     """Open the sweep's study if possible, else rebuild its trials from MLflow."""
     from pg.tracking import redact
 
     name = parent.data.tags.get("pg.study")
-    url = storage or recorded_storage(parent)
+    url = storage or recorded_storage(parent) or default_storage(tracking_uri)
     notes: list[str] = []
     direction = maximize if maximize is not None else recorded_direction(parent)
     if name and url and "***" not in url:
