@@ -194,9 +194,12 @@ def _main(cfg: DictConfig) -> float:
     except ConfigError as exc:
         print(f"pg: invalid configuration: {exc}", file=sys.stderr)
         sys.exit(2)
-    from pg.tracking import StoreUnavailableError
+    from pg.tracking import StoreUnavailableError, check_reachable, resolve_store
 
     try:
+        if config.tracking.enabled:
+            # Before torch and matplotlib load: a dead store is reported in seconds.
+            check_reachable(resolve_store(config.tracking), config.tracking.check_timeout)
         outcome = execute(config, Snapshot.from_hydra(cfg))
     except StoreUnavailableError as exc:
         print(f"pg: {exc}; nothing was trained", file=sys.stderr)
