@@ -26,7 +26,7 @@ def make_sampler(spec: SweepSpec, seed_offset: int = 0) -> BaseSampler:
     }
     if options.get("seed") is not None:
         options["seed"] = int(options["seed"]) + seed_offset
-    sampler: BaseSampler = _build("sampler", name, classes[name], options)
+    sampler: BaseSampler = _build("sampler", name, classes, options)
     return sampler
 
 
@@ -40,19 +40,27 @@ def make_pruner(spec: SweepSpec) -> BasePruner:
         "hyperband": optuna.pruners.HyperbandPruner,
         "none": optuna.pruners.NopPruner,
     }
-    pruner: BasePruner = _build("pruner", name, classes[name], options)
+    pruner: BasePruner = _build("pruner", name, classes, options)
     return pruner
 
 
-def _build(kind: str, name: str, cls: Any, options: dict[str, Any]) -> Any:
+def _build(kind: str, name: str, classes: dict[str, Any], options: dict[str, Any]) -> Any:
+    """Construct ``classes[name]``; options meant for a sibling class are dropped.
+
+    ``hydra.sweeper.pruner.name=hyperband`` should not fail because the sweep file set the
+    median pruner's ``n_warmup_steps``; a key no class knows is a typo and an error.
+    """
+    cls = classes[name]
     accepted = set(inspect.signature(cls).parameters)
-    unknown = sorted(set(options) - accepted)
+    siblings = {p for c in classes.values() for p in inspect.signature(c).parameters}
+    unknown = sorted(set(options) - siblings)
     if unknown:
         raise SweepError(
             f"{kind} {name!r} has no option {', '.join(unknown)} "
             f"(it takes: {', '.join(sorted(accepted)) or 'nothing'})"
         )
+    kwargs = {k: v for k, v in options.items() if k in accepted}
     try:
-        return cls(**options)
+        return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise SweepError(f"{kind} {name!r}: {exc}") from None

@@ -64,12 +64,12 @@ def distribution(override: Override) -> BaseDistribution:
         assert isinstance(start, int) and isinstance(stop, int) and isinstance(step, int)
         if step <= 0 or stop <= start:
             raise SpaceError(f"{key}: range({start}, {stop}, {step}) is empty")
-        high = start + ((stop - 1 - start) // step) * step  # Hydra's end is exclusive
+        last = start + ((stop - 1 - start) // step) * step  # Hydra's end is exclusive
         if log:
             if step != 1:
                 raise SpaceError(f"{key}: a log-scale range needs step 1")
-            return IntDistribution(start, high, log=True)
-        return IntDistribution(start, high, step=step)
+            return IntDistribution(start, last, log=True)
+        return IntDistribution(start, last, step=step)
     if isinstance(value, IntervalSweep):
         low: Any = value.start
         high: Any = value.end

@@ -304,7 +304,10 @@ class _SeedRunner:
                 mean = sum(known) / len(known)
                 if trial_run is not None:
                     trial_run.log_metrics({objective_name: mean}, step)
-                self.trial.report(mean, step)
+                # Report at the nominal point: runs cross it a few env steps apart, and the
+                # pruner compares trials only at equal steps.
+                every = self.composed.config.train.report_every
+                self.trial.report(mean, max(every, step // every * every))
                 if self.trial.should_prune():
                     raise Pruned(
                         f"pruned by {type(self.trial.study.pruner).__name__} at step "
