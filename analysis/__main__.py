@@ -10,8 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis.report import DEFAULT_METRIC
-
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -21,7 +19,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--metric", default=DEFAULT_METRIC, help="final metric to rank by")
+    common.add_argument(
+        "--metric",
+        help="final metric to rank by (default: a sweep's objective, else rollout/ep_return_100)",
+    )
     common.add_argument("--minimize", action="store_true", help="lower is better (default: higher)")
     common.add_argument(
         "--tracking-uri",
@@ -90,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
 
     client = loading.connect(args.tracking_uri)
     report = rp.build_comparison(
-        args.items, metric=args.metric, minimize=args.minimize, client=client
+        args.items, metric=args.metric or rp.DEFAULT_METRIC, minimize=args.minimize, client=client
     )
     out = args.out or Path("compare-" + "-vs-".join(rp._slug(i)[:16] for i in args.items))
     folder = rp.write(report, out)

@@ -238,7 +238,7 @@ def build_report(
     *,
     experiment: str | None = None,
     sweep: str | None = None,
-    metric: str = DEFAULT_METRIC,
+    metric: str | None = None,
     top: int = 5,
     tracking_uri: str | None = None,
     storage: str | None = None,
@@ -254,16 +254,18 @@ def build_report(
     client = client or loading.connect(tracking_uri)
     frame, source = loading.load_source(experiment, sweep=sweep, client=client)
     what = f"sweep {source.label} ({sweep})" if sweep else f"experiment {experiment!r}"
+    parent = loading.get_run(client, sweep) if sweep is not None else None
+    if metric is None:
+        recorded = parent.data.tags.get("pg.objective") if parent is not None else None
+        metric = recorded or DEFAULT_METRIC
     say(f"loaded {len(frame)} runs of {what} in {time.perf_counter() - t0:.1f} s")
     check_usable(frame, what, metric)
 
     study_data = None
-    parent = None
     maximize = True if minimize is None else not minimize
-    if sweep is not None:
+    if parent is not None:
         from analysis import study as st
 
-        parent = loading.get_run(client, sweep)
         direction = None if minimize is None else not minimize
         study_data = st.load_study_data(
             parent,

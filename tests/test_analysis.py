@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
@@ -44,6 +45,23 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cfg.debug.fail_at_step = 500
     with pytest.raises(RuntimeError):
         execute(cfg, Snapshot.from_config(cfg))
+    # A sweep made by the real sweeper CLI (two seeds per trial, study beside the store).
+    done = run_module(
+        "pg.run",
+        [
+            "-m",
+            "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.seeds=2",
+            *FAST,
+            "train.progress=false",
+            "tracking.experiment=cli-sweep",
+        ],
+        store,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = re.search(r"sweep run ([0-9a-f]{32})", done.stdout + done.stderr)
+    assert found, done.stdout + done.stderr
+    data["cli_sweep"] = found.group(1)
     data["store"] = store
     return data
 
@@ -263,6 +281,39 @@ def test_sweep_report_without_the_study(built: dict[str, Any], tmp_path: Path) -
     report = build_report(sweep=seeded.run_id, tracking_uri=built["uri"], storage=seeded.storage)
     assert report.facts["trials from"].startswith("Optuna study 's2'")
     assert not report.notes
+
+
+def test_report_of_a_sweep_made_by_the_sweeper(built: dict[str, Any], tmp_path: Path) -> None:
+    from analysis.report import HISTORY_PNG, STATES_PNG, SUMMARY_CSV, build_report
+
+    sweep = built["cli_sweep"]
+    report = build_report(sweep=sweep, tracking_uri=built["uri"])
+    assert report.facts["trials from"].startswith("Optuna study ")
+    assert report.facts["metric"] == METRIC  # the sweep's recorded objective
+    c = client(built)
+    exp = c.get_run(sweep).info.experiment_id
+    trials = c.search_runs([exp], f"tags.mlflow.parentRunId = '{sweep}'")
+    states = [t.data.tags["pg.trial_state"] for t in trials]
+    assert len(trials) == 3
+    bars = report.figures[STATES_PNG].axes[0].patches
+    expected = [states.count(s) for s in ("COMPLETE", "PRUNED", "FAIL")]
+    assert [b.get_height() for b in bars] == expected  # type: ignore[attr-defined]
+    summary = report.tables[SUMMARY_CSV]
+    complete = [t for t in trials if t.data.tags["pg.trial_state"] == "COMPLETE"]
+    for trial in complete:
+        seeds = c.search_runs([exp], f"tags.mlflow.parentRunId = '{trial.info.run_id}'")
+        assert len(seeds) == 2
+        assert {r.data.tags["pg.kind"] for r in seeds} == {"seed"}
+        ids = {r.info.run_id for r in seeds}
+        row = summary[summary["run_ids"].map(lambda s, ids=ids: set(s.split()) == ids)]
+        assert len(row) == 1 and row["n_seeds"].iloc[0] == 2
+        values = [r.data.metrics[METRIC] for r in seeds]
+        assert row["mean"].iloc[0] == pytest.approx(statistics.fmean(values))
+    # History points are the study's trial values: the trials' mean objective.
+    points = report.figures[HISTORY_PNG].axes[0].collections
+    plotted = sorted(float(y) for p in points for y in np.asarray(p.get_offsets())[:, 1])
+    logged = sorted(t.data.metrics["objective"] for t in complete)
+    assert plotted == pytest.approx(logged)
 
 
 def test_compare(built: dict[str, Any], tmp_path: Path) -> None:
