@@ -168,9 +168,9 @@ def source_runs(client: MlflowClient, run: Run) -> list[Run]:
             f"run {rid} is a sweep (study {tags.get('pg.study', '?')}); "
             "reproduce one of its trial runs instead"
         )
-    if read_text_artifact(client, rid, SNAPSHOT_CONFIG) is not None:
-        return [run]
     if kind == "trial":
+        # A multi-seed trial keeps the sweep's view (mean curve, a seedless snapshot);
+        # the training runs are its seed children.
         children = client.search_runs(
             [run.info.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{rid}'",
@@ -179,7 +179,8 @@ def source_runs(client: MlflowClient, run: Run) -> list[Run]:
         seeds = [c for c in children if c.data.tags.get("pg.kind") == "seed"]
         if seeds:
             return sorted(seeds, key=lambda r: int(r.data.tags.get("pg.seed", "0") or 0))
-        raise BadInput(f"trial run {rid} has no config snapshot and no seed runs")
+    if read_text_artifact(client, rid, SNAPSHOT_CONFIG) is not None:
+        return [run]
     raise BadInput(f"run {rid} has no config snapshot ({SNAPSHOT_CONFIG})")
 
 

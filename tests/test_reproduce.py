@@ -174,37 +174,34 @@ def snapshot_of(cfg: Any) -> Any:
     return Snapshot.from_config(cfg, [f"seed={cfg.seed}"])
 
 
-def test_multi_seed_trial_is_reproduced_seed_by_seed(store: Store) -> None:
-    """The sweep record: sweep run > trial run (no snapshot) > one seed run per seed."""
-    from pg.run import execute
-    from pg.tracking import Tracker
+SWEEP = ["-m", *ARGS, "train.report_every=500", "hydra.sweeper.pruner.name=none"]
 
-    tracker = Tracker(config_for(store, 0).tracking)
-    sweep = tracker.start_run("sweep", {"pg.kind": "sweep", "pg.study": "s"})
-    trial = tracker.start_run(
-        "trial-0",
-        {"pg.kind": "trial", "pg.study": "s", "pg.trial_number": "0"},
-        parent_run_id=sweep.run_id,
+
+def test_multi_seed_sweep_trial_is_reproduced_seed_by_seed(shared: Store) -> None:
+    """The real sweep record: sweep run > trial run > one seed run per seed."""
+    proc = run_module(
+        "pg.run", [*SWEEP, "hydra.sweeper.n_trials=1", "hydra.sweeper.seeds=2"], shared
     )
-    seeds = {}
-    for seed in (0, 1):
-        cfg = config_for(store, seed)
-        tags = {"pg.kind": "seed", "pg.study": "s", "pg.trial_number": "0"}
-        seeds[seed] = execute(cfg, snapshot_of(cfg), parent_run_id=trial.run_id, tags=tags).run_id
-    trial.end("FINISHED")
-    sweep.end("FINISHED")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    runs = shared.runs()
+    (sweep,) = [r for r in runs if r.data.tags.get("pg.kind") == "sweep"]
+    (trial,) = [r for r in runs if r.data.tags.get("pg.kind") == "trial"]
+    seeds = [r for r in runs if r.data.tags.get("pg.kind") == "seed"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in seeds} == {trial.info.run_id}
 
-    before = ids(store)
-    proc = reproduce(store, trial.run_id)
+    before = ids(shared)
+    proc = reproduce(shared, trial.info.run_id)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "with 2 seed runs" in proc.stdout
     assert "verdict: IDENTICAL" in proc.stdout
-    new = new_runs(store, before)
-    assert sorted(r.data.tags["pg.source_run"] for r in new) == sorted(map(str, seeds.values()))
-    assert {r.data.tags["pg.source_trial"] for r in new} == {trial.run_id}
+    new = new_runs(shared, before)
+    assert sorted(r.data.tags["pg.source_run"] for r in new) == sorted(r.info.run_id for r in seeds)
+    assert {r.data.tags["pg.source_trial"] for r in new} == {trial.info.run_id}
+    assert sorted(r.data.params["seed"] for r in new) == ["0", "1"]
 
-    sweep_proc = reproduce(store, sweep.run_id)
-    assert sweep_proc.returncode == 2 and "is a sweep" in sweep_proc.stderr
+    proc = reproduce(shared, sweep.info.run_id)
+    assert proc.returncode == 2 and "is a sweep" in proc.stderr
+    assert ids(shared) == before | {r.info.run_id for r in new}
 
 
 # -- bad input: exit 2, one line, no new run ---------------------------------------
@@ -292,10 +289,11 @@ def test_lock_diff_names_packages() -> None:
     ]
 
 
-def test_repeated_metric_points_are_all_stored(store: Store) -> None:
+def test_repeated_metric_points_are_all_stored(shared: Store) -> None:
     """Two episodes ending at one step with one return must both reach the history."""
     from pg.tracking import Tracker
 
+    store = shared
     tracker = Tracker(config_for(store, 0).tracking)
     with tracker.start_run("dups") as run:
         for _ in range(3):
