@@ -13,6 +13,7 @@ import base64
 import html
 import json
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -123,6 +124,9 @@ def atomic_dir(out: Path) -> Iterator[Path]:
         raise AnalysisError(f"{out} exists and is not a report folder; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the report from other users
     try:
         yield tmp
         old = None

@@ -343,19 +343,39 @@ def test_compare(built: dict[str, Any], tmp_path: Path) -> None:
         (["compare", "grid", "nope"], "is not a run id, run name or experiment"),
     ],
 )
-def test_bad_input(built: dict[str, Any], tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_input(
+    built: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    from analysis.__main__ import main
+
     out = tmp_path / "out"
-    done = analysis_cli(built, *args, "--out", str(out))
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert message in done.stderr
-    assert "Traceback" not in done.stderr
+    code = main([*args, "--out", str(out), "--tracking-uri", built["uri"]])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_grid_run_is_not_a_sweep(built: dict[str, Any], tmp_path: Path) -> None:
+def test_bad_input_through_the_cli(built: dict[str, Any], tmp_path: Path) -> None:
+    done = analysis_cli(built, "report", "--experiment", "nope", "--out", str(tmp_path / "o"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no experiment named 'nope'" in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_grid_run_is_not_a_sweep(
+    built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from analysis.__main__ import main
+
     run_id = built["grid"]["0.01"][0]
-    done = analysis_cli(built, "report", "--sweep", run_id, "--out", str(tmp_path / "o"))
-    assert done.returncode == 2 and "is not a sweep" in done.stderr
+    args = ["report", "--sweep", run_id, "--out", str(tmp_path / "o")]
+    assert main([*args, "--tracking-uri", built["uri"]]) == 2
+    assert "is not a sweep" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
