@@ -304,16 +304,13 @@ class Tracker:
         self.location = resolve_store(cfg)
         check_reachable(self.location, cfg.check_timeout)
         apply_http_client_defaults()
-        self.client: MlflowClient = MlflowClient(tracking_uri=self.location.uri)
-        self.experiment_id = self._ensure_experiment()
-
-    def _ensure_experiment(self) -> str:
         db = self.location.sqlite_path
         lock = _file_lock(db.with_suffix(".lock")) if db else contextlib.nullcontext()
-        # The first client to touch a new SQLite file creates its tables; two doing it at
-        # once fail with "table already exists", hence one process at a time.
+        # Creating the client creates the tables of a new SQLite file; two processes doing
+        # it at once fail with "table already exists", hence one process at a time.
         with lock:
-            return self._get_or_create_experiment()
+            self.client: MlflowClient = MlflowClient(tracking_uri=self.location.uri)
+            self.experiment_id = self._get_or_create_experiment()
 
     def _get_or_create_experiment(self) -> str:
         from mlflow.exceptions import MlflowException
@@ -391,6 +388,7 @@ class TrackedRun:
         self.location = location
         self._pending: list[tuple[str, float, int, int]] = []
         self._stamp_step: int | None = None
+        self._last_stamp = 0
         self._stamps: dict[tuple[str, float | None], int] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -402,9 +400,12 @@ class TrackedRun:
     # -- metrics ---------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         # Plain tuples here; MLflow entities are built by the writer, off the hot path.
-        now = int(time.time() * 1000)
         with self._lock:
+            # Never earlier than the last stamp: MLflow orders a history by timestamp
+            # first, so a stamp bumped by _distinct_stamp must not overtake later steps.
+            now = max(int(time.time() * 1000), self._last_stamp)
             now = self._distinct_stamp(metrics, now, step)
+            self._last_stamp = now
             self._pending.extend((k, float(v), now, step) for k, v in metrics.items())
             full = len(self._pending) >= 10 * MAX_METRICS_PER_BATCH
         if full:

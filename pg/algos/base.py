@@ -50,7 +50,9 @@ class Algorithm(ABC):
         entropy_loss = -self.cfg.entropy_beta * ent
         total = policy_loss + entropy_loss
         if not torch.isfinite(total):
-            raise DivergenceError(f"loss is {float(total)} (policy {float(policy_loss)})")
+            raise DivergenceError(
+                f"loss is {float(total.detach())} (policy {float(policy_loss.detach())})"
+            )
 
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
