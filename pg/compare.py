@@ -58,8 +58,7 @@ def diff_history(
         return MetricDiff(key, None, None, f"only in the {where}")
     a, b = _by_step(source), _by_step(new)
     first: int | None = None
-    deviation = 0.0
-    counts_differ = False
+    deviation: float | None = None  # only where both runs logged as many values at a step
     values_differ = False
     for step in sorted(set(a) | set(b)):
         va, vb = a.get(step, []), b.get(step, [])
@@ -67,23 +66,26 @@ def diff_history(
             continue
         if first is None:
             first = step
+        if {v for v in va if v == v} != {v for v in vb if v == v} or any(
+            math.isnan(v) for v in va
+        ) != any(math.isnan(v) for v in vb):
+            values_differ = True
         if len(va) != len(vb):
-            counts_differ = True
-            if {v for v in va if not math.isnan(v)} != {v for v in vb if not math.isnan(v)}:
-                values_differ = True
             continue
-        values_differ = True
         for x, y in zip(va, vb, strict=True):
             gap = abs(x - y)
-            deviation = max(deviation, gap) if not math.isnan(gap) else math.inf
+            gap = gap if not math.isnan(gap) else (0.0 if _same(x, y) else math.inf)
+            deviation = gap if deviation is None else max(deviation, gap)
     if first is None:
         return None
     notes = []
-    if counts_differ:
+    if len(source) != len(new):
         notes.append(f"{len(source)} vs {len(new)} points")
-        if not values_differ:
-            notes.append("same values, repeated (step, value) points counted differently")
-    return MetricDiff(key, first, deviation if values_differ else None, "; ".join(notes))
+    elif set(a) != set(b):
+        notes.append("logged at different steps")
+    if not values_differ:
+        notes.append("same values, repeated (step, value) points counted differently")
+    return MetricDiff(key, first, deviation, "; ".join(notes))
 
 
 def compare_histories(source: Histories, new: Histories) -> list[MetricDiff]:
