@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -73,11 +74,34 @@ class Store:
         return env
 
 
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite database with its tables already created.
+
+    Creating and migrating a new store takes MLflow several seconds; copying this file is
+    instant, so every test still gets its own real store.
+    """
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def fresh_store(tmp_path: Path) -> Store:
+    """A home with no store at all: the first run has to create it."""
     home = tmp_path / "home"
     home.mkdir()
     return Store(home)
+
+
+@pytest.fixture
+def store(fresh_store: Store, migrated_db: Path) -> Store:
+    """A home whose store exists (tables created) but holds no experiment or run yet."""
+    fresh_store.db.parent.mkdir(parents=True)
+    shutil.copyfile(migrated_db, fresh_store.db)
+    return fresh_store
 
 
 def run_module(

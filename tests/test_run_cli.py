@@ -71,14 +71,14 @@ def completed(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def test_two_runs_started_together_on_a_new_store_both_succeed(store: Store) -> None:
+def test_two_runs_started_together_on_a_new_store_both_succeed(fresh_store: Store) -> None:
     """The first process to touch a new SQLite store creates its tables; two must not race."""
-    assert not store.db.exists()
+    assert not fresh_store.db.exists()
     args = [*ARGS, "train.max_steps=200"]
-    procs = [start_module("pg.run", args, store) for _ in range(2)]
+    procs = [start_module("pg.run", args, fresh_store) for _ in range(2)]
     for proc in map(completed, procs):
         assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = store.runs()
+    runs = fresh_store.runs()
     assert len(runs) == 2
     assert {r.info.status for r in runs} == {"FINISHED"}
 
@@ -320,7 +320,7 @@ def test_nan_loss_gives_failed_run_with_divergence_error(store: Store) -> None:
 def test_ctrl_c_gives_killed_run(store: Store) -> None:
     args = [*ARGS, "train.max_steps=5000000", "train.target_return=null"]
     # Create the store first so that polling it below cannot race the run's own creation.
-    store.db.parent.mkdir(parents=True)
+    store.db.parent.mkdir(parents=True, exist_ok=True)
     store.client().search_experiments()
     proc = start_module("pg.run", args, store)
     try:
