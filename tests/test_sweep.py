@@ -31,7 +31,9 @@ def ok(proc: subprocess.CompletedProcess[str]) -> str:
 def study(store: Store, name: str = "cartpole_reinforce", url: str | None = None) -> Any:
     import optuna
 
-    return optuna.load_study(study_name=name, storage=url or f"sqlite:///{store.home}/mlruns/optuna.db")
+    return optuna.load_study(
+        study_name=name, storage=url or f"sqlite:///{store.home}/mlruns/optuna.db"
+    )
 
 
 def runs_of(store: Store, kind: str) -> list[Any]:
