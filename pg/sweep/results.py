@@ -105,21 +105,26 @@ def history_png(study: optuna.Study) -> bytes:
         best_y.append(best)
     if best_x:
         ax.step(best_x, best_y, where="post", color="C3", label="best so far")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best")
     ax.set_xlabel("trial")
     ax.set_ylabel("objective")
     ax.set_title(f"Optimization history: {study.study_name}")
-    ax.legend(loc="best")
     ax.grid(alpha=0.3)
     return _png(fig)
 
 
 def importance_png(study: optuna.Study) -> bytes | None:
-    """Parameter importances (fANOVA); ``None`` until two trials completed."""
+    """Parameter importances (Optuna's default evaluator); ``None`` below 3 complete trials."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import optuna
+    from optuna.trial import TrialState
+
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 3:
+        return None
 
     try:
         scores = optuna.importance.get_param_importances(study)
@@ -130,7 +135,7 @@ def importance_png(study: optuna.Study) -> bytes | None:
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(scores) + 1.5))
     names = list(scores)[::-1]
     ax.barh(names, [scores[n] for n in names], color="C0")
-    ax.set_xlabel("importance (fANOVA)")
+    ax.set_xlabel("importance")
     ax.set_title(f"Parameter importance: {study.study_name}")
     fig.tight_layout()
     return _png(fig)

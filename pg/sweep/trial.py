@@ -158,11 +158,17 @@ def _label(outcome: TrialOutcome, run_ids: list[str]) -> None:
         client.log_metric(trial_run, m.OBJECTIVE, float(outcome.value), step=outcome.steps)
         client.set_tag(trial_run, "pg.steps", str(outcome.steps))
     if outcome.state == "FAIL":
-        run = client.get_run(trial_run)
-        if run.info.status in ("RUNNING", "FINISHED"):
-            # Finished training but an unusable value (NaN objective): not a success.
-            client.set_terminated(trial_run, "FAILED")
-            client.set_tag(trial_run, "pg.error", outcome.reason or "failed")
+        interrupted = (outcome.reason or "").startswith("interrupted")
+        for run_id in {trial_run, *run_ids}:
+            status = client.get_run(run_id).info.status
+            if interrupted and status == "RUNNING":
+                # Ctrl-C landed outside the training loop (e.g. while the run was created).
+                client.set_tag(run_id, "pg.stopped", outcome.reason or "interrupted")
+                client.set_terminated(run_id, "KILLED")
+            elif not interrupted and run_id == trial_run and status in ("RUNNING", "FINISHED"):
+                # Finished training but an unusable value (NaN objective): not a success.
+                client.set_terminated(run_id, "FAILED")
+                client.set_tag(run_id, "pg.error", outcome.reason or "failed")
 
 
 class _SeedRunner:
