@@ -13,6 +13,7 @@ Without ``--tracking-uri`` it uses an SQLite store in a temporary folder.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=5)
     ap.add_argument("--tracking-uri")
     args = ap.parse_args()
+    # Over HTTP, MLflow prints a "View run" link for every run it ends.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
         uri = args.tracking_uri or f"sqlite:///{Path(tmp) / 'mlflow.db'}"
