@@ -6,6 +6,7 @@ snapshots or doctored histories are made from it with the real MLflow client.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +21,12 @@ ARGS = [*FAST, "train.progress=false"]
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+def shared(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Iterator[Store]:
     home = tmp_path_factory.mktemp("repro") / "home"
-    home.mkdir()
-    yield Store(home)
+    store = Store(home)
+    store.db.parent.mkdir(parents=True)
+    shutil.copyfile(migrated_db, store.db)
+    yield store
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +248,8 @@ def test_bad_input(shared: Store, source: str, case: str, message: str) -> None:
 @pytest.mark.parametrize(
     "uri", ["http://127.0.0.1:9", "postgresql://postgres@127.0.0.1:9/pg", "sqlite:///{home}/x.db"]
 )
-def test_unreachable_store(store: Store, uri: str) -> None:
+def test_unreachable_store(fresh_store: Store, uri: str) -> None:
+    store = fresh_store
     start = time.monotonic()
     proc = reproduce(store, "0" * 32, "--tracking-uri", uri.format(home=store.home))
     assert time.monotonic() - start < 10
