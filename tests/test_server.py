@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST, ROOT, Store, run_module
+from tests.conftest import FAST, PG_HOST, PG_PORT, PG_USER, ROOT, Store, run_module
 
 SCRIPT = ROOT / "scripts" / "mlflow-server"
 PASSWORD = "s3cret-in-uri"
@@ -108,6 +108,49 @@ def server(postgres_url: str, tmp_path: Path) -> Iterator[MlflowServer]:
         srv.stop()
 
 
+@pytest.fixture
+def study_url(postgres_url: str) -> Iterator[str]:
+    """A second database for the Optuna study: Optuna and MLflow both keep an
+    ``alembic_version`` table, so they cannot share one database."""
+    import uuid
+
+    import psycopg2
+
+    name = f"pg_study_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def sweep_through_server(
+    server: MlflowServer, study_url: str, store: Store, trials: int, study: str = "team"
+) -> subprocess.CompletedProcess[str]:
+    """A sweep of ``trials`` trials run by two worker processes, logged to ``server``."""
+    return run_module(
+        "pg.run",
+        [
+            "-m",
+            "tracking=server",
+            f"tracking.uri={server.url}",
+            f"hydra.sweeper.storage={study_url}",
+            f"hydra.sweeper.study_name={study}",
+            f"hydra.sweeper.n_trials={trials}",
+            "hydra.sweeper.workers=2",
+            "hydra.sweeper.pruner.name=none",
+            *FAST,
+        ],
+        store,
+        timeout=300,
+    )
+
+
 def only_run(client: Any, experiment: str = "pg") -> Any:
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None, f"no experiment {experiment!r}"
@@ -140,7 +183,8 @@ def test_script_refuses_other_interfaces_without_flag(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir()), "nothing may be started"
 
 
-def test_run_logged_through_server_reads_back(server: MlflowServer, store: Store) -> None:
+def test_run_logged_through_server_reads_back(server: MlflowServer, fresh_store: Store) -> None:
+    store = fresh_store
     assert "running" in server.script("status")
     assert "already running" in server.script("start")
     # One server process plus its single worker: the light flags are in effect.
@@ -236,7 +280,8 @@ def test_server_killed_and_restarted_mid_run_loses_no_metric(
     assert outage < 120
 
 
-def test_unreachable_server_fails_fast_and_trains_nothing(store: Store) -> None:
+def test_unreachable_server_fails_fast_and_trains_nothing(fresh_store: Store) -> None:
+    store = fresh_store
     port = free_port()  # nothing listens there
     start = time.monotonic()
     done = run_module(
@@ -249,6 +294,7 @@ def test_unreachable_server_fails_fast_and_trains_nothing(store: Store) -> None:
     assert "nothing was trained" in done.stderr
     assert "Traceback" not in done.stderr
     assert "env steps" not in done.stdout
+    assert not (store.home / "mlruns").exists()
 
 
 def test_silent_server_fails_within_timeout(store: Store) -> None:
@@ -334,3 +380,31 @@ def test_password_in_database_uri_is_never_logged(
         data = path.read_bytes()
         for secret in (PASSWORD, "s3cret-in-env"):
             assert secret.encode() not in data, path.relative_to(download)
+
+
+def test_two_process_sweep_through_server(
+    server: MlflowServer, study_url: str, fresh_store: Store
+) -> None:
+    import optuna
+
+    store = fresh_store
+    done = sweep_through_server(server, study_url, store, trials=4)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    client = server.client()
+    exp = client.get_experiment_by_name("pg")
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("pg.kind") == "sweep"]
+    trials = [r for r in runs if r.data.tags.get("pg.kind") == "trial"]
+    assert len(trials) == 4
+    study = optuna.load_study(study_name="team", storage=study_url)
+    values = {t.number: t.value for t in study.get_trials()}
+    assert sorted(values) == [0, 1, 2, 3]
+    for run in trials:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        number = int(run.data.tags["pg.trial_number"])
+        assert run.data.metrics["objective"] == pytest.approx(values[number])
+        listed = {f.path for f in client.list_artifacts(run.info.run_id, "config")}
+        assert "config/config.yaml" in listed
+    # Nothing fell back to a local store on this machine.
+    assert not (store.home / "mlruns" / "mlflow.db").exists()
