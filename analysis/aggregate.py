@@ -40,16 +40,21 @@ def varying_columns(frame: pd.DataFrame, columns: Sequence[str] | None = None) -
 
 
 def with_config_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``config``: a short stable id of the configuration of each row."""
+    """Add ``config``: a short id of the configuration of each row.
+
+    Only the params a run actually has enter the id, so the same configuration gets the
+    same id in every table (an experiment's table also has the columns of its sweep
+    runs' own params, absent from the training runs).
+    """
     cols = config_columns(frame)
     out = frame.copy()
     if out.empty:
         out["config"] = pd.Series(dtype=str)
         return out
-    keys = out[cols].fillna("null").astype(str) if cols else pd.DataFrame(index=out.index)
+    keys = out[cols] if cols else pd.DataFrame(index=out.index)
 
-    def digest(values: Sequence[str]) -> str:
-        text = "\x1f".join(f"{c}={v}" for c, v in zip(cols, values, strict=True))
+    def digest(values: Sequence[object]) -> str:
+        text = "\x1f".join(f"{c}={v}" for c, v in zip(cols, values, strict=True) if not pd.isna(v))
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
     out["config"] = [digest(list(row)) for row in keys.itertuples(index=False, name=None)]
