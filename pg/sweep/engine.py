@@ -189,13 +189,14 @@ class Sweep:
         print(f"pg: study storage {_redacted(self.job.storage_url)}", flush=True)
 
     def _run_workers(self) -> int:
+        """This process is worker 0; workers 1..N-1 are processes of their own."""
         workers = self.plan.spec.workers
         if workers == 1:
             return work(self.job, self.plan)
         with tempfile.TemporaryDirectory(prefix="pg-sweep-") as tmp:
             procs = []
             env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-            for i in range(workers):
+            for i in range(1, workers):
                 path = Path(tmp) / f"job{i}.json"
                 job = Job(**{**self.job.__dict__, "seed_offset": self.job.seed_offset + 7919 * i})
                 job.save(path)
@@ -203,7 +204,8 @@ class Sweep:
                     subprocess.Popen([sys.executable, "-m", "pg.sweep.worker", str(path)], env=env)
                 )
             try:
-                codes = [p.wait() for p in procs]
+                codes = [work(self.job, self.plan)]
+                codes += [p.wait() for p in procs]
             except KeyboardInterrupt:
                 for p in procs:  # they got the same SIGINT; give them time to clean up
                     try:
@@ -211,10 +213,10 @@ class Sweep:
                     except subprocess.TimeoutExpired:
                         p.send_signal(signal.SIGKILL)
                 return EXIT_INTERRUPTED
-        if EXIT_FAILURES in codes:
+        if EXIT_INTERRUPTED in codes:
+            return EXIT_INTERRUPTED
+        if any(c != EXIT_OK for c in codes):
             return EXIT_FAILURES
-        if any(c not in (EXIT_OK, EXIT_FAILURES) for c in codes):
-            return EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else EXIT_FAILURES
         return EXIT_OK
 
     # -- MLflow ----------------------------------------------------------------
