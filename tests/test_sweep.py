@@ -58,6 +58,7 @@ def assert_agree(store: Store, st: Any) -> None:
         assert run.data.tags["pg.study"] == st.study_name
         assert run.data.tags["pg.trial_state"] == trial.state.name
         if trial.state.name in ("COMPLETE", "PRUNED"):
+            assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
             assert objective(store, run.info.run_id) == pytest.approx(trial.value)
         expected = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": ("FAILED", "KILLED")}
         assert run.info.status in expected[trial.state.name]

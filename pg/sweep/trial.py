@@ -97,16 +97,16 @@ def run_trial(
             value = runner.run(outcome)
         finally:
             run_ids = runner.run_ids
+            if outcome.run_id is None and run_ids:
+                outcome.run_id = run_ids[0]  # the trial run, also when pruned or failed
         if math.isnan(value):
             raise RuntimeError(f"objective {composed.config.train.objective} is NaN")
         outcome.state, outcome.value = "COMPLETE", value
     except Pruned as stop:
         outcome.state, outcome.reason = "PRUNED", str(stop)
-        last = trial.study._storage.get_trial(trial._trial_id).last_step
-        if last is not None:
-            outcome.value = trial.study._storage.get_trial(trial._trial_id).intermediate_values[
-                last
-            ]
+        frozen = study._storage.get_trial(trial._trial_id)
+        if frozen.last_step is not None:
+            outcome.value = frozen.intermediate_values[frozen.last_step]
     except KeyboardInterrupt as exc:
         outcome.reason, interrupted = "interrupted (Ctrl-C)", exc
     except Exception as exc:
