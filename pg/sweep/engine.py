@@ -153,13 +153,13 @@ class Sweep:
                     if code == EXIT_FAILURES:
                         self.parent.set_tags({"pg.error": "too many failed trials"})
                     self.parent.end(status)
-        print(best_line(self.study), flush=True)
         if self.parent is not None and self.tracker is not None:
             print(
                 f"pg: sweep run {self.parent.run_id} in experiment "
                 f"'{self.base.tracking.experiment}' at {self.tracker.location.display}",
                 flush=True,
             )
+        print(best_line(self.study), flush=True)
         if code == EXIT_FAILURES:
             print(
                 f"pg: sweep stopped: more than {self.plan.spec.max_failure_rate:.0%} of "
