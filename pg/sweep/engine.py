@@ -141,6 +141,9 @@ class Sweep:
             code = self._run_workers()
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
+        except BaseException:
+            status = "FAILED"
+            raise
         finally:
             if code == EXIT_INTERRUPTED:
                 status = "KILLED"
