@@ -194,15 +194,47 @@ def check_reachable(location: StoreLocation, timeout: float) -> None:
         import urllib.error
         import urllib.request
 
-        url = location.uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
+            with urllib.request.urlopen(_health_request(location.uri), timeout=timeout) as resp:
                 if resp.status != 200:
                     raise TrackingUnavailableError(f"{location.display} answered {resp.status}")
         except (urllib.error.URLError, OSError) as exc:
             raise TrackingUnavailableError(
                 f"tracking server {location.display} is not reachable: {exc}"
             ) from None
+
+
+def _health_request(uri: str) -> Any:
+    """``GET /health`` with the credentials MLflow itself would send.
+
+    urllib rejects ``user:password@`` in a URL, while MLflow (through requests) turns it
+    into basic authentication; ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` or ``TOKEN`` from
+    the environment are honoured the same way, so a server behind a login checks out too.
+    """
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(uri.rstrip("/") + "/health")
+    user = urllib.parse.unquote(parts.username or "") or os.environ.get(
+        "MLFLOW_TRACKING_USERNAME", ""
+    )
+    password = urllib.parse.unquote(parts.password or "") or os.environ.get(
+        "MLFLOW_TRACKING_PASSWORD", ""
+    )
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # an IPv6 literal
+        netloc = f"[{netloc}]"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if user or password:
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {pair}")
+    elif token:
+        request.add_header("Authorization", f"Bearer {token}")
+    return request
 
 
 # MLflow's own HTTP retries (7 tries, back-off factor 2, 120 s per request) make one failed
@@ -304,6 +336,9 @@ class Tracker:
         self.location = resolve_store(cfg)
         check_reachable(self.location, cfg.check_timeout)
         apply_http_client_defaults()
+        if self.location.display != self.location.uri:
+            # MLflow prints "View run at <tracking URI>/..." links, password included.
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         db = self.location.sqlite_path
         lock = _file_lock(db.with_suffix(".lock")) if db else contextlib.nullcontext()
         # Creating the client creates the tables of a new SQLite file; two processes doing
