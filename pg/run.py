@@ -6,6 +6,7 @@ created.  :func:`execute` is the part that sweeps and ``pg.reproduce`` call dire
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -130,6 +131,9 @@ def execution(
         on_start(run.run_id)
     with run:
         reproduce = f"python -m pg.reproduce {run.run_id}"
+        if tracker.location != tracking.default_location():
+            # Only the embedded store is found without being named.
+            reproduce += f" --tracking-uri {shlex.quote(tracker.location.display)}"
         run.set_tags(
             {
                 tracking.TAG_REPRODUCE: reproduce,
@@ -141,7 +145,7 @@ def execution(
             {
                 **snapshot.files(),
                 tracking.LOCK_FILE: tracking.package_lock(),
-                tracking.SYSTEM_FILE: tracking.system_json(),
+                tracking.SYSTEM_FILE: tracking.system_json(cfg.train.torch_threads),
             }
         )
         result = yield from training(cfg, sink=run)

@@ -118,6 +118,13 @@ class StoreUnavailableError(RuntimeError):
     """A database (tracking store or study storage) does not answer."""
 
 
+def default_location() -> StoreLocation:
+    """The store ``pg.reproduce`` falls back to when given no URI."""
+    from pg.config import TrackingConfig
+
+    return resolve_store(TrackingConfig())
+
+
 class TrackingUnavailableError(StoreUnavailableError):
     """The tracking store cannot be reached; nothing was trained."""
 
@@ -309,7 +316,12 @@ def package_lock() -> str:
     return "\n".join(seen[k] for k in sorted(seen)) + "\n"
 
 
-def system_facts() -> dict[str, Any]:
+def system_facts(torch_threads: int) -> dict[str, Any]:
+    """Facts about the machine that can change a run's numbers.
+
+    ``torch_threads`` is the count the training sets, passed in because the process may
+    not have set it yet when the facts are recorded.
+    """
     import torch
 
     return {
@@ -318,7 +330,7 @@ def system_facts() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch_threads,
     }
 
 
@@ -617,5 +629,5 @@ class Stopped(Exception):  # noqa: N818 - a stop request, not an error
         self.status = status
 
 
-def system_json() -> str:
-    return json.dumps(system_facts(), indent=2)
+def system_json(torch_threads: int) -> str:
+    return json.dumps(system_facts(torch_threads), indent=2)
