@@ -1,6 +1,6 @@
 """Search spaces written in Hydra's override grammar, as Optuna distributions.
 
-``interval(a, b)`` is a float (an int when both ends are ints), ``range(a, b[, step])``
+``interval(a, b)`` is a float (``tag(int, interval(a, b))`` an int), ``range(a, b[, step])``
 an int range with Hydra's exclusive end, ``choice(...)`` or a comma list a categorical,
 and ``tag(log, ...)`` samples on a log scale.
 """
@@ -77,8 +77,10 @@ def distribution(override: Override) -> BaseDistribution:
             raise SpaceError(f"{key}: interval({low}, {high}) is empty")
         if log and low <= 0:
             raise SpaceError(f"{key}: a log-scale interval needs a lower end > 0")
-        if isinstance(low, int) and isinstance(high, int):
-            return IntDistribution(low, high, log=log)
+        if "int" in value.tags:  # Hydra turns interval ends into floats
+            if low != int(low) or high != int(high):
+                raise SpaceError(f"{key}: tag(int, interval({low}, {high})) needs whole ends")
+            return IntDistribution(int(low), int(high), log=log)
         return FloatDistribution(float(low), float(high), log=log)
     raise SpaceError(f"{key}: '{override.input_line}' is not a search space")
 
