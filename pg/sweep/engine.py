@@ -218,6 +218,9 @@ class Sweep:
                 return EXIT_INTERRUPTED
         if EXIT_INTERRUPTED in codes:
             return EXIT_INTERRUPTED
+        for i, c in enumerate(codes):
+            if c not in (EXIT_OK, EXIT_FAILURES):
+                print(f"pg: worker {i} exited with status {c}", file=sys.stderr, flush=True)
         if any(c != EXIT_OK for c in codes):
             return EXIT_FAILURES
         return EXIT_OK
