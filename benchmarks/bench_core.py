@@ -41,6 +41,26 @@ def raw_env_sps(cfg: Config, steps: int) -> float:
     return done / elapsed
 
 
+def collection_sps(cfg: Config, steps: int) -> float:
+    """The loop's data collection alone: acting, stepping and buffering, no updates."""
+    from pg.envs import obs_dtype, space_shapes
+    from pg.policy import build_policy, make_spec
+    from pg.rollout import Collector
+
+    env = make_vec_env(cfg.env)
+    shape, n_actions = space_shapes(env)
+    policy = build_policy(make_spec(cfg.model, shape, n_actions))
+    collector = Collector(env, policy, np.random.default_rng(0), 0, shape, obs_dtype(env))
+    start = time.perf_counter()
+    while collector.steps < steps:
+        collector.step()
+        if collector.buffer.size >= 512:  # keep memory flat, as updates would
+            collector.buffer.consume(collector.buffer.view("live").copy())
+    elapsed = time.perf_counter() - start
+    env.close()
+    return collector.steps / elapsed
+
+
 def fixed_budget(steps: int, seed: int, tracked: bool, home: Path) -> Config:
     return to_config(
         {
@@ -80,6 +100,8 @@ def main() -> None:
         print(f"envs={untracked.env.num_envs}  raw vector env: {raw:,.0f} steps/s")
         print(f"training loop (REINFORCE, updates included): {loop:,.0f} steps/s")
         print(f"ratio loop/raw: {loop / raw:.2f}  (target >= 0.50)")
+        collect = collection_sps(untracked, args.steps)
+        print(f"collection alone (no updates): {collect:,.0f} steps/s, ratio {collect / raw:.2f}")
 
         t0 = time.perf_counter()
         train(untracked)
