@@ -262,7 +262,8 @@ def apply_http_client_defaults() -> None:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes on this machine, held for the ``with`` block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -352,7 +353,7 @@ class Tracker:
             # MLflow prints "View run at <tracking URI>/..." links, password included.
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         db = self.location.sqlite_path
-        lock = _file_lock(db.with_suffix(".lock")) if db else contextlib.nullcontext()
+        lock = file_lock(db.with_suffix(".lock")) if db else contextlib.nullcontext()
         # Creating the client creates the tables of a new SQLite file; two processes doing
         # it at once fail with "table already exists", hence one process at a time.
         with lock:

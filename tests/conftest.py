@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -137,14 +138,21 @@ def postgres_url() -> Iterator[str]:
     On a laptop without a server the test is skipped with that reason; in CI a missing
     server is a failure, since there the multi-machine path must really run.
     """
-    import psycopg2
-
     if not pg_server_up():
         message = f"no PostgreSQL server answers on {PG_HOST}:{PG_PORT}"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    name = f"pg_test_{uuid.uuid4().hex[:12]}"
+    with temporary_database("pg_test") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def temporary_database(prefix: str) -> Iterator[str]:
+    """Create a uniquely named PostgreSQL database and drop it (with its sessions) after."""
+    import psycopg2
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
     admin.autocommit = True
     with admin.cursor() as cur:

@@ -21,7 +21,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST, PG_HOST, PG_PORT, PG_USER, ROOT, Store, run_module
+from tests.conftest import (
+    FAST,
+    ROOT,
+    Store,
+    run_module,
+    temporary_database,
+)
 
 SCRIPT = ROOT / "scripts" / "mlflow-server"
 PASSWORD = "s3cret-in-uri"
@@ -112,21 +118,8 @@ def server(postgres_url: str, tmp_path: Path) -> Iterator[MlflowServer]:
 def study_url(postgres_url: str) -> Iterator[str]:
     """A second database for the Optuna study: Optuna and MLflow both keep an
     ``alembic_version`` table, so they cannot share one database."""
-    import uuid
-
-    import psycopg2
-
-    name = f"pg_study_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with temporary_database("pg_study") as url:
+        yield url
 
 
 def sweep_through_server(

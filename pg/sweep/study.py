@@ -13,7 +13,6 @@ period (owner elsewhere), is marked FAIL; the caller closes its MLflow runs as K
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import threading
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pg.sweep.spec import SweepError, SweepSpec
-from pg.tracking import redact
+from pg.tracking import file_lock, redact
 
 if TYPE_CHECKING:
     import optuna
@@ -78,7 +77,7 @@ def open_storage(url: str, spec: SweepSpec) -> RDBStorage:
     def connect() -> None:
         try:
             # Two processes creating one new SQLite schema at once collide.
-            with _file_lock(db.with_suffix(".lock")) if db else contextlib.nullcontext():
+            with file_lock(db.with_suffix(".lock")) if db else contextlib.nullcontext():
                 result["storage"] = RDBStorage(
                     url,
                     engine_kwargs=engine_kwargs,
@@ -107,17 +106,6 @@ def open_storage(url: str, spec: SweepSpec) -> RDBStorage:
     return storage
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class BudgetLock:
     """Serializes "count the trials, then ask one" across processes and machines."""
 
@@ -131,7 +119,7 @@ class BudgetLock:
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         if self._file is not None:
-            with _file_lock(self._file):
+            with file_lock(self._file):
                 yield
             return
         if self.url.startswith("postgresql"):
