@@ -323,3 +323,33 @@ def test_plain_run_is_unchanged_by_the_sweep_group(store: Store) -> None:
     proc = run_module("pg.run", ["--cfg", "job"], store)
     assert proc.returncode == 0, proc.stderr
     assert "study_name" not in proc.stdout and "train:" in proc.stdout
+
+
+def test_storage_password_never_reaches_mlflow(store: Store, postgres_url: str) -> None:
+    """Trust authentication ignores the password, so the sweep runs and we can look for it."""
+    secret = "sw33p-s3cret"
+    url = postgres_url.replace("postgres@", f"postgres:{secret}@", 1)
+    out = ok(
+        sweep(
+            store,
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.pruner.name=none",
+            f"hydra.sweeper.storage={url}",
+            "hydra.sweeper.study_name=secret",
+        )
+    )
+    assert secret not in out
+    client = store.client()
+    runs = store.runs()
+    assert {r.data.tags.get("pg.kind") for r in runs} == {"sweep", "trial"}
+    (parent,) = runs_of(store, "sweep")
+    assert "***@" in parent.data.tags["pg.storage"]
+    for run in runs:
+        for key, value in [*run.data.params.items(), *run.data.tags.items()]:
+            assert secret not in value, (run.info.run_id, key)
+        target = store.home / "download" / run.info.run_id
+        target.mkdir(parents=True)
+        client.download_artifacts(run.info.run_id, "", str(target))
+        for path in target.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
