@@ -15,10 +15,32 @@ from typing import Any
 
 import pytest
 
+from pg import metrics as metric_names
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_HOST = os.environ.get("PG_TEST_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("PG_TEST_PORT", "5432"))
 PG_USER = os.environ.get("PG_TEST_USER", "postgres")
+
+# Every metric a training loop must log (names from pg/metrics.py), written out here as
+# the test-side spec rather than taken from the code under test.
+TRAINING_METRICS = (
+    metric_names.EP_RETURN,
+    metric_names.EP_LENGTH,
+    metric_names.EP_RETURN_100,
+    metric_names.EPISODES,
+    metric_names.LOSS_POLICY,
+    metric_names.LOSS_ENTROPY,
+    metric_names.LOSS_TOTAL,
+    metric_names.ENTROPY,
+    metric_names.KL,
+    metric_names.GRAD_L2,
+    metric_names.GRAD_MAX,
+    metric_names.GRAD_VAR,
+    metric_names.BASELINE,
+    metric_names.EVAL_RETURN,
+    metric_names.SPS,
+)
 
 # Short budgets that still exercise every part of the loop.
 FAST = [

@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from pg import metrics as m
 from pg.config import Config, register_configs, to_config
 from pg.policy import load_policy
-from tests.conftest import FAST, ROOT, Store, run_module
+from tests.conftest import FAST, ROOT, TRAINING_METRICS, Store, run_module
 
 ARGS = [*FAST, "train.progress=false"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -162,24 +162,7 @@ def test_params_are_the_flattened_config(trio: Trio) -> None:
     assert set(params) == leaves
 
 
-CURVES = [
-    m.EP_RETURN,
-    m.EP_LENGTH,
-    m.EP_RETURN_100,
-    m.EPISODES,
-    m.LOSS_POLICY,
-    m.LOSS_ENTROPY,
-    m.LOSS_TOTAL,
-    m.ENTROPY,
-    m.KL,
-    m.GRAD_L2,
-    m.GRAD_MAX,
-    m.GRAD_VAR,
-    m.BASELINE,
-    m.EVAL_RETURN,
-    m.SPS,
-    m.OBJECTIVE,
-]
+CURVES = [*TRAINING_METRICS, m.OBJECTIVE]
 
 
 def test_metric_histories_are_stepped_by_env_steps(trio: Trio) -> None:

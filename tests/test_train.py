@@ -13,7 +13,7 @@ from pg import metrics as m
 from pg.algos import DivergenceError
 from pg.config import Config, register_configs, to_config
 from pg.train import train
-from tests.conftest import FAST, ROOT
+from tests.conftest import FAST, ROOT, TRAINING_METRICS
 
 
 def config(*overrides: str) -> Config:
@@ -81,23 +81,7 @@ def test_metrics_and_steps() -> None:
     # No more env steps than the budget plus one vector step.
     assert result.steps < cfg.train.max_steps + cfg.env.num_envs
     names = {k for _, d in rec.calls for k in d}
-    for name in (
-        m.EP_RETURN,
-        m.EP_LENGTH,
-        m.EP_RETURN_100,
-        m.EPISODES,
-        m.LOSS_POLICY,
-        m.LOSS_ENTROPY,
-        m.LOSS_TOTAL,
-        m.ENTROPY,
-        m.KL,
-        m.GRAD_L2,
-        m.GRAD_MAX,
-        m.GRAD_VAR,
-        m.BASELINE,
-        m.EVAL_RETURN,
-        m.SPS,
-    ):
+    for name in TRAINING_METRICS:
         assert name in names, name
     # Episode returns of CartPole equal their lengths (reward 1 per step).
     assert [v for _, v in rec.history(m.EP_RETURN)] == [v for _, v in rec.history(m.EP_LENGTH)]
