@@ -150,6 +150,15 @@ def training(cfg: Config, sink: MetricSink | None = None) -> Generator[Report, N
             return result.eval_returns[-1] if result.eval_returns else math.nan
         return float(np.mean(last100)) if last100 else math.nan
 
+    def log_window(step: int, elapsed: float) -> None:
+        """Update statistics averaged since the last log, with the episode counters."""
+        stats = averager.pop()
+        stats[m.EPISODES] = float(len(result.episode_returns))
+        stats[m.SPS] = step / max(elapsed, 1e-9)
+        if last100:
+            stats[m.EP_RETURN_100] = float(np.mean(last100))
+        sink.log_metrics(stats, step)
+
     def run_eval(step: int) -> None:
         value = evaluate(eval_env, policy, tc.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
         result.eval_steps.append(step)
@@ -169,21 +178,16 @@ def training(cfg: Config, sink: MetricSink | None = None) -> Generator[Report, N
 
                 batch = algo.ready_batch(collector.buffer)
                 if batch is not None:
-                    if tc_debug_hit(cfg.debug.nan_at_step, steps):
+                    if _reached(cfg.debug.nan_at_step, steps):
                         batch = batch._replace(returns=batch.returns * math.nan)
                     averager.add(algo.update(batch))
                     collector.policy_changed()
-                if tc_debug_hit(cfg.debug.fail_at_step, steps):
+                if _reached(cfg.debug.fail_at_step, steps):
                     raise RuntimeError(f"debug.fail_at_step reached at step {steps}")
 
                 if steps >= next_log:
                     next_log = steps + tc.log_every
-                    stats = averager.pop()
-                    stats[m.EPISODES] = float(len(result.episode_returns))
-                    stats[m.SPS] = steps / max(time.perf_counter() - start, 1e-9)
-                    if last100:
-                        stats[m.EP_RETURN_100] = float(np.mean(last100))
-                    sink.log_metrics(stats, steps)
+                    log_window(steps, time.perf_counter() - start)
                     progress.update(steps, len(result.episode_returns), objective_value())
                 if next_eval is not None and steps >= next_eval:
                     next_eval = steps + tc.eval_every
@@ -191,8 +195,10 @@ def training(cfg: Config, sink: MetricSink | None = None) -> Generator[Report, N
                 if steps >= next_report:
                     next_report = steps + tc.report_every
                     yield steps, objective_value()
+                # The mean only moves when an episode ends: no need to recompute it otherwise.
                 if (
-                    target is not None
+                    finished.returns
+                    and target is not None
                     and len(last100) == last100.maxlen
                     and float(np.mean(last100)) >= target
                 ):
@@ -205,17 +211,13 @@ def training(cfg: Config, sink: MetricSink | None = None) -> Generator[Report, N
     steps = collector.steps
     result.steps = steps
     result.episodes = len(result.episode_returns)
-    final = averager.pop()
-    final[m.EPISODES] = float(result.episodes)
-    final[m.SPS] = steps / max(result.seconds, 1e-9)
-    if last100:
-        final[m.EP_RETURN_100] = float(np.mean(last100))
-    sink.log_metrics(final, steps)
+    log_window(steps, result.seconds)
     run_eval(steps)
     eval_env.close()
     result.objective = objective_value()
     return result
 
 
-def tc_debug_hit(at_step: int | None, steps: int) -> bool:
+def _reached(at_step: int | None, steps: int) -> bool:
+    """Whether a fault-injection step (``debug.*_at_step``) has been reached."""
     return at_step is not None and steps >= at_step
