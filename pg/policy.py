@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -142,21 +143,26 @@ def build_policy(spec: PolicySpec) -> nn.Module:
     raise ValueError(f"unknown model {spec.model!r}")
 
 
-def save_policy(policy: nn.Module, spec: PolicySpec, directory: Path) -> list[Path]:
-    """Write the weights as a plain state dict plus the spec that rebuilds the network."""
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / "policy.pt"
-    spec_file = directory / "spec.json"
+WEIGHTS_FILE = "policy.pt"
+SPEC_FILE = "spec.json"
+
+
+def policy_files(policy: nn.Module, spec: PolicySpec) -> dict[str, str | bytes]:
+    """The weights as a plain state dict plus the spec that rebuilds the network.
+
+    Returned as ``{file name: content}`` so a tracker can upload them without a temporary
+    directory; :func:`load_policy` reads a directory holding them back.
+    """
+    weights = io.BytesIO()
     torch.save(policy.state_dict(), weights)
-    spec_file.write_text(spec.to_json())
-    return [weights, spec_file]
+    return {WEIGHTS_FILE: weights.getvalue(), SPEC_FILE: spec.to_json()}
 
 
 def load_policy(directory: Path) -> nn.Module:
     """Rebuild a saved policy; ``weights_only`` means no pickled code is executed."""
-    spec = PolicySpec.from_json((directory / "spec.json").read_text())
+    spec = PolicySpec.from_json((directory / SPEC_FILE).read_text())
     policy = build_policy(spec)
-    state = torch.load(directory / "policy.pt", map_location="cpu", weights_only=True)
+    state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     policy.load_state_dict(state)
     policy.eval()
     return policy

@@ -153,19 +153,17 @@ def execution(
 
         run.log_metrics({m.OBJECTIVE: result.objective}, result.steps)
         run.set_tags({"pg.solved": str(result.solved).lower(), "pg.steps": str(result.steps)})
-        import io
+        from pg.policy import policy_files
 
-        import torch
-
-        weights = io.BytesIO()
-        torch.save(result.policy.state_dict(), weights)
         curve = learning_curve_png(
             result, f"{default_run_name(cfg)} ({run.run_id[:8]})", cfg.train.target_return
         )
         run.log_files(
             {
-                f"{tracking.MODEL_DIR}/policy.pt": weights.getvalue(),
-                f"{tracking.MODEL_DIR}/spec.json": result.spec.to_json(),
+                **{
+                    f"{tracking.MODEL_DIR}/{name}": content
+                    for name, content in policy_files(result.policy, result.spec).items()
+                },
                 tracking.CURVE_FILE: curve,
             }
         )
