@@ -513,15 +513,14 @@ class TrackedRun:
 
     def flush(self) -> None:
         """Write every pending metric, retrying with back-off while the store is down."""
-        deadline = time.monotonic() + self.retry_limit
-        delay = 0.5
-        while not self._write():
-            if time.monotonic() > deadline:
+
+        def write_all() -> None:
+            if not self._write():
                 raise RuntimeError(
                     f"could not write metrics to {self.location.display}: {self.last_error}"
                 )
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+
+        self._retry(write_all)
 
     # -- params, tags, artifacts ----------------------------------------------
     def log_params(self, params: Mapping[str, str]) -> None:
@@ -565,6 +564,7 @@ class TrackedRun:
         self._retry(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path))
 
     def _retry(self, call: Any) -> None:
+        """Call until it succeeds, backing off up to 10 s, for at most ``retry_limit`` s."""
         deadline = time.monotonic() + self.retry_limit
         delay = 0.5
         while True:
