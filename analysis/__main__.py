@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         if args.log and not args.sweep:
             raise AnalysisError("--log attaches a report to a sweep's parent run: use --sweep")
-        client = loading.connect(args.tracking_uri)
+        reader = loading.connect(args.tracking_uri)
         report = rp.build_report(
             experiment=args.experiment,
             sweep=args.sweep,
@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
             top=args.top,
             storage=args.storage,
             minimize=True if args.minimize else None,
-            client=client,
+            reader=reader,
             progress=say,
         )
         out = args.out or rp.default_out(args.experiment or args.sweep[:8])
@@ -84,14 +84,16 @@ def _run(args: argparse.Namespace) -> int:
             say(f"note: {note}")
         print(rp.markdown_table(rp.display_table(report.tables[rp.SUMMARY_CSV]).head(args.top)))
         if args.log:
-            rp.attach(client, args.sweep, folder)
+            rp.attach(reader, args.sweep, folder)
             say(f"attached the report to run {args.sweep} under report/")
         print(f"analysis: report written to {folder}/{rp.HTML_FILE}")
         return 0
 
-    client = loading.connect(args.tracking_uri)
-    report = rp.build_comparison(
-        args.items, metric=args.metric or rp.DEFAULT_METRIC, minimize=args.minimize, client=client
+    from analysis.comparison import build_comparison
+
+    reader = loading.connect(args.tracking_uri)
+    report = build_comparison(
+        args.items, metric=args.metric or rp.DEFAULT_METRIC, minimize=args.minimize, reader=reader
     )
     out = args.out or Path("compare-" + "-vs-".join(rp._slug(i)[:16] for i in args.items))
     folder = rp.write(report, out)

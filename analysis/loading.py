@@ -1,4 +1,4 @@
-"""Read MLflow runs and metric histories into pandas, through MLflow's public client only.
+"""Read MLflow runs and metric histories into pandas, through pg's record reader.
 
 One row per run, columns in MLflow's own ``mlflow.search_runs`` convention
 (``params.algo.lr``, ``metrics.objective``, ``tags.pg.kind``) plus a few derived columns
@@ -21,17 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-if TYPE_CHECKING:
-    from mlflow.entities import Run
-    from mlflow.tracking import MlflowClient
+from pg.record import names
+from pg.record.names import KIND as KIND_TAG
+from pg.record.names import PARENT_RUN as PARENT_TAG
+from pg.record.names import SEED as SEED_TAG
+from pg.record.names import STUDY as STUDY_TAG
+from pg.record.names import TRIAL_NUMBER as TRIAL_NUMBER_TAG
+from pg.record.names import TRIAL_STATE as TRIAL_STATE_TAG
 
-PAGE = 1000  # MLflow's largest search page on every backend
-PARENT_TAG = "mlflow.parentRunId"
-KIND_TAG = "pg.kind"
-STUDY_TAG = "pg.study"
-TRIAL_NUMBER_TAG = "pg.trial_number"
-TRIAL_STATE_TAG = "pg.trial_state"
-SEED_TAG = "pg.seed"
+if TYPE_CHECKING:
+    from pg.record.reader import Reader, Run
 
 BASE_COLUMNS = [
     "run_id",
@@ -67,68 +66,41 @@ class Source:
 
 def default_tracking_uri() -> str:
     """The store a plain ``python -m pg.run`` writes to (``MLFLOW_TRACKING_URI`` wins)."""
-    from pg.config import TrackingConfig
-    from pg.tracking import resolve_store
+    from pg.record.store import default_location
 
-    return resolve_store(TrackingConfig()).uri
+    return default_location().uri
 
 
-def connect(tracking_uri: str | None = None) -> MlflowClient:
-    from mlflow.tracking import MlflowClient
+def connect(tracking_uri: str | None = None) -> Reader:
+    """A reader of the store at ``tracking_uri`` (default: pg's store); bad input if absent."""
+    from pg.record.reader import Reader, RecordError
 
-    return MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
+    try:
+        return Reader.open(tracking_uri, probe=False)
+    except RecordError as exc:
+        raise AnalysisError(str(exc)) from None
 
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
-def search_all(
-    client: MlflowClient, experiment_ids: Sequence[str], filter_string: str = ""
-) -> list[Run]:
-    """Every matching run, page by page (a single call stops at ``max_results``)."""
-    from mlflow.entities import ViewType
-
-    runs: list[Run] = []
-    token: str | None = None
-    while True:
-        page = client.search_runs(
-            list(experiment_ids),
-            filter_string=filter_string,
-            run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=PAGE,
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def get_experiment(client: MlflowClient, name: str) -> Any:
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        known = sorted(e.name for e in client.search_experiments())
-        raise AnalysisError(
-            f"no experiment named {name!r} in {_display(client)}"
-            + (f" (known: {', '.join(known)})" if known else " (the store is empty)")
-        )
-    return exp
-
-
-def get_run(client: MlflowClient, run_id: str) -> Run:
-    from mlflow.exceptions import MlflowException
+def get_run(reader: Reader, run_id: str) -> Run:
+    from pg.record.reader import RecordError
 
     try:
-        return client.get_run(run_id)
-    except MlflowException:
-        raise AnalysisError(f"no run with id {run_id!r} in {_display(client)}") from None
+        return reader.run(run_id)
+    except RecordError as exc:
+        raise AnalysisError(str(exc)) from None
 
 
-def _display(client: MlflowClient) -> str:
-    from pg.tracking import redact
+def get_experiment(reader: Reader, name: str) -> Any:
+    from pg.record.reader import RecordError
 
-    return redact(str(client.tracking_uri))
+    try:
+        return reader.experiment(name)
+    except RecordError as exc:
+        raise AnalysisError(str(exc)) from None
 
 
 def _number(text: str | None) -> float:
@@ -151,7 +123,7 @@ def runs_frame(runs: Iterable[Run]) -> pd.DataFrame:
             "run_name": info.run_name,
             "experiment_id": info.experiment_id,
             "parent_run_id": tags.get(PARENT_TAG),
-            "kind": tags.get(KIND_TAG, "run"),
+            "kind": tags.get(KIND_TAG, names.KIND_RUN),
             "status": info.status,
             "start_time": pd.Timestamp(start, unit="ms", tz="UTC") if start else pd.NaT,
             "end_time": pd.Timestamp(end, unit="ms", tz="UTC") if end else pd.NaT,
@@ -163,15 +135,15 @@ def runs_frame(runs: Iterable[Run]) -> pd.DataFrame:
         }
         row.update({f"params.{k}": v for k, v in data.params.items()})
         row.update({f"metrics.{k}": v for k, v in data.metrics.items()})
-        row.update({f"tags.{k}": v for k, v in tags.items() if k.startswith("pg.")})
+        row.update({f"tags.{k}": v for k, v in tags.items() if k.startswith(names.TAG_PREFIX)})
         rows.append(row)
     frame = pd.DataFrame(rows, columns=None if rows else [*BASE_COLUMNS])
     if frame.empty:
         return pd.DataFrame(columns=BASE_COLUMNS)
     # A trial with seed runs under it is a summary, not a training run of its own.
     parents = set(frame["parent_run_id"].dropna())
-    frame["training"] = frame["kind"].isin(["run", "seed"]) | (
-        (frame["kind"] == "trial") & ~frame["run_id"].isin(parents)
+    frame["training"] = frame["kind"].isin([names.KIND_RUN, names.KIND_SEED]) | (
+        (frame["kind"] == names.KIND_TRIAL) & ~frame["run_id"].isin(parents)
     )
     ordered = [c for c in BASE_COLUMNS if c in frame.columns]
     rest = sorted(c for c in frame.columns if c not in ordered)
@@ -182,7 +154,7 @@ def load_runs(
     experiment: str | None = None,
     *,
     sweep: str | None = None,
-    client: MlflowClient | None = None,
+    reader: Reader | None = None,
     tracking_uri: str | None = None,
 ) -> pd.DataFrame:
     """Runs of an experiment, or the trial and seed runs of one sweep, one row each.
@@ -190,7 +162,7 @@ def load_runs(
     For a sweep the parent run itself is not a row: its trials (and the seed runs nested
     under trials that ran several seeds) are.
     """
-    frame, _ = load_source(experiment, sweep=sweep, client=client, tracking_uri=tracking_uri)
+    frame, _ = load_source(experiment, sweep=sweep, reader=reader, tracking_uri=tracking_uri)
     return frame
 
 
@@ -198,32 +170,32 @@ def load_source(
     experiment: str | None = None,
     *,
     sweep: str | None = None,
-    client: MlflowClient | None = None,
+    reader: Reader | None = None,
     tracking_uri: str | None = None,
 ) -> tuple[pd.DataFrame, Source]:
     """:func:`load_runs` plus a description of what was loaded."""
     if (experiment is None) == (sweep is None):
         raise AnalysisError("give exactly one of an experiment name or a sweep run id")
-    client = client or connect(tracking_uri)
+    reader = reader or connect(tracking_uri)
     if experiment is not None:
-        exp = get_experiment(client, experiment)
-        runs = search_all(client, [exp.experiment_id])
+        exp = get_experiment(reader, experiment)
+        runs = reader.search([exp.experiment_id])
         return runs_frame(runs), Source(experiment, exp.experiment_id)
     assert sweep is not None
-    parent = get_run(client, sweep)
+    parent = get_run(reader, sweep)
     kind = parent.data.tags.get(KIND_TAG)
-    if kind != "sweep":
+    if kind != names.KIND_SWEEP:
         raise AnalysisError(
             f"run {sweep} is not a sweep (tag {KIND_TAG}={kind!r}); "
             "pass the sweep's parent run id, or use --experiment"
         )
     exp_id = parent.info.experiment_id
-    trials = search_all(client, [exp_id], f"tags.{PARENT_TAG} = {_quote(sweep)}")
+    trials = reader.search([exp_id], f"tags.{PARENT_TAG} = {_quote(sweep)}")
     trial_ids = {r.info.run_id for r in trials}
     seeds: list[Run] = []
     if trial_ids:
         # One query for every seed run of the experiment beats one query per trial.
-        candidates = search_all(client, [exp_id], f"tags.`{KIND_TAG}` = 'seed'")
+        candidates = reader.search([exp_id], f"tags.`{KIND_TAG}` = '{names.KIND_SEED}'")
         seeds = [r for r in candidates if r.data.tags.get(PARENT_TAG) in trial_ids]
     label = parent.info.run_name or sweep
     study = parent.data.tags.get(STUDY_TAG)
@@ -249,7 +221,7 @@ def load_histories(
     run_ids: Iterable[str],
     metrics: Sequence[str],
     *,
-    client: MlflowClient | None = None,
+    reader: Reader | None = None,
     tracking_uri: str | None = None,
     workers: int = 4,
 ) -> pd.DataFrame:
@@ -257,12 +229,12 @@ def load_histories(
 
     Requests run in a few threads: against a tracking server each one is a round trip.
     """
-    client = client or connect(tracking_uri)
+    reader = reader or connect(tracking_uri)
     jobs = [(run_id, metric) for run_id in dict.fromkeys(run_ids) for metric in metrics]
 
     def fetch(job: tuple[str, str]) -> list[tuple[str, int, str, float]]:
         run_id, metric = job
-        return [(run_id, m.step, metric, m.value) for m in client.get_metric_history(*job)]
+        return [(run_id, step, metric, value) for step, value in reader.history(*job)]
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         parts = list(pool.map(fetch, jobs))

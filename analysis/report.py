@@ -29,10 +29,12 @@ import pandas as pd
 from analysis import aggregate as agg
 from analysis import loading, plots
 from analysis.loading import AnalysisError
+from pg.record import names
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-    from mlflow.tracking import MlflowClient
+
+    from pg.record.reader import Reader
 
 DEFAULT_METRIC = "rollout/ep_return_100"
 HTML_FILE = "index.html"
@@ -45,6 +47,7 @@ HISTORY_PNG = "history.png"
 IMPORTANCE_PNG = "importance.png"
 SLICES_PNG = "slices.png"
 STATES_PNG = "states.png"
+REPORT_DIR = "report"  # artifact folder of a report attached to a sweep's parent run
 STATS_COLUMNS = ("n_seeds", "mean", "std", "ci95", "ci_low", "ci_high", "min", "max")
 
 
@@ -220,7 +223,7 @@ def check_usable(frame: pd.DataFrame, what: str, metric: str) -> None:
 
 
 def curves_section(
-    client: MlflowClient,
+    reader: Reader,
     table: pd.DataFrame,
     params: Sequence[str],
     metric: str,
@@ -232,7 +235,7 @@ def curves_section(
     groups = {str(r["config"]): str(r["run_ids"]).split() for _, r in best.iterrows()}
     labels = {str(r["config"]): config_label(r, params) for _, r in best.iterrows()}
     run_ids = [rid for ids in groups.values() for rid in ids]
-    histories = loading.load_histories(run_ids, [metric], client=client)
+    histories = loading.load_histories(run_ids, [metric], reader=reader)
     curves = agg.mean_curves(histories, groups, metric)
     fig = plots.learning_curves(curves, labels, metric, title)
     return fig, curves, labels
@@ -247,7 +250,7 @@ def build_report(
     tracking_uri: str | None = None,
     storage: str | None = None,
     minimize: bool | None = None,
-    client: MlflowClient | None = None,
+    reader: Reader | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Load, aggregate and plot; nothing is written here."""
@@ -255,12 +258,12 @@ def build_report(
     if top < 1:
         raise AnalysisError("--top must be >= 1")
     t0 = time.perf_counter()
-    client = client or loading.connect(tracking_uri)
-    frame, source = loading.load_source(experiment, sweep=sweep, client=client)
+    reader = reader or loading.connect(tracking_uri)
+    frame, source = loading.load_source(experiment, sweep=sweep, reader=reader)
     what = f"sweep {source.label} ({sweep})" if sweep else f"experiment {experiment!r}"
-    parent = loading.get_run(client, sweep) if sweep is not None else None
+    parent = loading.get_run(reader, sweep) if sweep is not None else None
     if metric is None:
-        recorded = parent.data.tags.get("pg.objective") if parent is not None else None
+        recorded = parent.data.tags.get(names.OBJECTIVE) if parent is not None else None
         metric = recorded or DEFAULT_METRIC
     say(f"loaded {len(frame)} runs of {what} in {time.perf_counter() - t0:.1f} s")
     check_usable(frame, what, metric)
@@ -277,7 +280,7 @@ def build_report(
             metric,
             storage=storage,
             maximize=direction,
-            tracking_uri=str(client.tracking_uri),
+            tracking_uri=reader.location.uri,
         )
         if minimize is None:
             maximize = study_data.maximize
@@ -288,7 +291,7 @@ def build_report(
     counts = frame["status"].value_counts().to_dict()
     facts: dict[str, Any] = {
         "source": f"sweep {source.label} ({sweep})" if sweep else f"experiment {experiment}",
-        "tracking store": loading._display(client),
+        "tracking store": reader.display,
         "metric": metric,
         "direction": "maximize" if maximize else "minimize",
         "runs": len(frame),
@@ -320,7 +323,7 @@ def build_report(
     t1 = time.perf_counter()
     shown_top = min(top, int(table["mean"].notna().sum()))
     fig, _, _ = curves_section(
-        client, table, params, metric, top, f"{source.label}: top {shown_top} configurations"
+        reader, table, params, metric, top, f"{source.label}: top {shown_top} configurations"
     )
     say(f"fetched histories of the top configurations in {time.perf_counter() - t1:.1f} s")
     report.figures[CURVES_PNG] = fig
@@ -378,123 +381,8 @@ def default_out(report_source: str) -> Path:
     return Path(f"report-{_slug(report_source)}")
 
 
-def attach(client: MlflowClient, run_id: str, folder: Path) -> None:
+def attach(reader: Reader, run_id: str, folder: Path) -> None:
     """Upload the report folder under ``report/`` of the sweep's parent run."""
-    client.log_artifacts(run_id, str(folder), "report")
+    from pg.record.tracker import attach_folder
 
-
-# -- comparison ------------------------------------------------------------------------
-@dataclass
-class Member:
-    """One side of a comparison: a label and the training runs it stands for."""
-
-    label: str
-    kind: str
-    frame: pd.DataFrame
-
-
-def resolve(client: MlflowClient, token: str) -> Member:
-    """A run id, a sweep run id, a run name or an experiment name -> its training runs."""
-    from mlflow.exceptions import MlflowException
-
-    if re.fullmatch(r"[0-9a-f]{32}", token):
-        try:
-            run = client.get_run(token)
-        except MlflowException:
-            run = None
-        if run is not None:
-            return _member_of_run(client, run)
-    exp = client.get_experiment_by_name(token)
-    if exp is not None:
-        return Member(
-            token, "experiment", loading.runs_frame(loading.search_all(client, [exp.experiment_id]))
-        )
-    ids = [e.experiment_id for e in client.search_experiments()]
-    named = (
-        loading.search_all(client, ids, f"attributes.run_name = {loading._quote(token)}")
-        if ids
-        else []
-    )
-    if len(named) == 1:
-        return _member_of_run(client, named[0])
-    if named:
-        return Member(token, "runs named", loading.runs_frame(named))
-    raise AnalysisError(
-        f"{token!r} is not a run id, run name or experiment in {loading._display(client)}"
-    )
-
-
-def _member_of_run(client: MlflowClient, run: Any) -> Member:
-    kind = run.data.tags.get(loading.KIND_TAG, "run")
-    label = run.info.run_name or run.info.run_id
-    if kind == "sweep":
-        frame, _ = loading.load_source(sweep=run.info.run_id, client=client)
-        return Member(label, "sweep", frame)
-    children = loading.search_all(
-        client,
-        [run.info.experiment_id],
-        f"tags.{loading.PARENT_TAG} = {loading._quote(run.info.run_id)}",
-    )
-    if children:
-        return Member(label, kind, loading.runs_frame([run, *children]))
-    return Member(label, kind, loading.runs_frame([run]))
-
-
-def build_comparison(
-    tokens: Sequence[str],
-    *,
-    metric: str = DEFAULT_METRIC,
-    tracking_uri: str | None = None,
-    minimize: bool = False,
-    client: MlflowClient | None = None,
-) -> Report:
-    """Side by side: the best configuration of each member, its stats and its curve."""
-    if len(tokens) < 2:
-        raise AnalysisError("compare needs at least two runs, sweeps or experiments")
-    client = client or loading.connect(tracking_uri)
-    members = [resolve(client, t) for t in tokens]
-    rows = []
-    groups: dict[str, list[str]] = {}
-    for m in members:
-        check_usable(m.frame, f"{m.kind} {m.label}", metric)
-        table = agg.aggregate(m.frame, metric, maximize=not minimize)
-        best = table.iloc[0]
-        params = [
-            c
-            for c in table.columns
-            if c not in ("rank", "config", "n_unfinished", "seeds", "run_ids", *STATS_COLUMNS)
-        ]
-        rows.append(
-            {
-                "name": m.label,
-                "kind": m.kind,
-                "runs": len(m.frame),
-                "configurations": len(table),
-                "best config": config_label(best, params) if params else "",
-                **{c: best[c] for c in ("n_seeds", "mean", "std", "ci95", "min", "max")},
-            }
-        )
-        key = m.label
-        while key in groups:
-            key += "'"
-        groups[key] = str(best["run_ids"]).split()
-    histories = loading.load_histories(
-        [r for ids in groups.values() for r in ids], [metric], client=client
-    )
-    curves = agg.mean_curves(histories, groups, metric)
-    table = pd.DataFrame(rows)
-    facts: dict[str, Any] = {
-        "compared": list(tokens),
-        "tracking store": loading._display(client),
-        "metric": metric,
-        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    report = Report("pg comparison: " + " vs ".join(m.label for m in members), facts)
-    report.tables["compare.csv"] = table
-    report.texts["compare.md"] = f"# {report.title}\n\n" + markdown_table(table)
-    report.figures[CURVES_PNG] = plots.learning_curves(
-        curves, {k: k for k in groups}, metric, "best configuration of each"
-    )
-    report.sections.append(Section(f"Final {metric} (best configuration of each)", table=table))
-    report.sections.append(Section("Learning curves", image=CURVES_PNG))
-    return report
+    attach_folder(reader, run_id, folder, REPORT_DIR)

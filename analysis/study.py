@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from analysis.aggregate import varying_columns
+from pg.record import names
 
 if TYPE_CHECKING:
     import optuna
-    from mlflow.entities import Run
+
+    from pg.record.reader import Run
 
 STATES = ("COMPLETE", "PRUNED", "FAIL")
 
@@ -46,7 +47,7 @@ class StudyData:
 def recorded_storage(parent: Run) -> str | None:
     """The storage URL the sweeper wrote on its parent run (tag or param)."""
     tags, params = parent.data.tags, parent.data.params
-    for key in ("pg.storage", "pg.study_storage", "pg.optuna_storage"):
+    for key in names.STORAGE_ALIASES:
         if tags.get(key):
             return str(tags[key])
     for source in (params, tags):
@@ -61,10 +62,13 @@ def default_storage(tracking_uri: str | None) -> str | None:
 
     Checked before opening: Optuna would silently create an empty database otherwise.
     """
-    if not tracking_uri or not tracking_uri.startswith("sqlite:///"):
+    from pg.record.store import default_study_storage, sqlite_path
+
+    if not tracking_uri or sqlite_path(tracking_uri) is None:
         return None
-    path = Path(tracking_uri[len("sqlite:///") :]).parent / "optuna.db"
-    return f"sqlite:///{path}" if path.is_file() else None
+    url = default_study_storage(tracking_uri)
+    path = sqlite_path(url)
+    return url if path is not None and path.is_file() else None
 
 
 def recorded_direction(parent: Run) -> bool | None:
@@ -82,17 +86,16 @@ def recorded_direction(parent: Run) -> bool | None:
 
 
 def open_study(name: str, storage: str) -> optuna.Study:
-    import optuna
+    from pg.sweep.study import open_existing_study
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=storage)
+    return open_existing_study(name, storage)
 
 
 def from_optuna(study: optuna.Study, origin: str) -> StudyData:
     import optuna
 
     rows = []
-    names: dict[str, None] = {}
+    param_names: dict[str, None] = {}
     for t in study.get_trials(deepcopy=False):
         row: dict[str, Any] = {
             "number": t.number,
@@ -103,11 +106,11 @@ def from_optuna(study: optuna.Study, origin: str) -> StudyData:
             row["value"] = t.intermediate_values[max(t.intermediate_values)]
         for k, v in t.params.items():
             row[k] = v
-            names[k] = None
+            param_names[k] = None
         rows.append(row)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     trials = pd.DataFrame(rows, columns=None if rows else ["number", "state", "value"])
-    return StudyData(trials, list(names), maximize, origin, study)
+    return StudyData(trials, list(param_names), maximize, origin, study)
 
 
 def from_mlflow(frame: pd.DataFrame, metric: str, maximize: bool) -> StudyData:
@@ -241,9 +244,9 @@ def load_study_data(
     tracking_uri: str | None = None,
 ) -> StudyData:
     """Open the sweep's study if possible, else rebuild its trials from MLflow."""
-    from pg.tracking import redact
+    from pg.record.store import redact
 
-    name = parent.data.tags.get("pg.study")
+    name = parent.data.tags.get(names.STUDY)
     url = storage or recorded_storage(parent) or default_storage(tracking_uri)
     notes: list[str] = []
     direction = maximize if maximize is not None else recorded_direction(parent)

@@ -32,8 +32,8 @@ def populate(uri: str, experiment: str, runs: int, seeds: int) -> float:
     from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
 
-    from pg.config import Config
-    from pg.tracking import flatten
+    from pg.core.config import Config
+    from pg.record.provenance import flatten
 
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment(experiment)
@@ -95,16 +95,16 @@ def main() -> None:
         from analysis.aggregate import aggregate
         from analysis.loading import connect, load_histories, load_runs
 
-        client = connect(uri)
+        reader = connect(uri)
         t = time.perf_counter()
-        frame = load_runs(experiment, client=client)
+        frame = load_runs(experiment, reader=reader)
         load_s = time.perf_counter() - t
         t = time.perf_counter()
         table = aggregate(frame, METRIC)
         agg_s = time.perf_counter() - t
         top_ids = [r for ids in table["run_ids"].head(args.top) for r in ids.split()]
         t = time.perf_counter()
-        hist = load_histories(top_ids, [METRIC], client=client)
+        hist = load_histories(top_ids, [METRIC], reader=reader)
         hist_s = time.perf_counter() - t
         print(f"load_runs: {len(frame)} rows x {frame.shape[1]} columns in {load_s:.2f} s")
         print(f"aggregate: {len(table)} configurations in {agg_s:.2f} s")

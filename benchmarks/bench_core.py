@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pg.config import Config, to_config
-from pg.envs import make_vec_env
-from pg.run import Snapshot, execute
-from pg.train import train
+from pg.core.config import Config, to_config
+from pg.core.envs import make_vec_env
+from pg.core.train import train
+from pg.experiment import Snapshot, execute
 
 
 def raw_env_sps(cfg: Config, steps: int) -> float:
@@ -43,9 +43,9 @@ def raw_env_sps(cfg: Config, steps: int) -> float:
 
 def collection_sps(cfg: Config, steps: int) -> float:
     """The loop's data collection alone: acting, stepping and buffering, no updates."""
-    from pg.envs import obs_dtype, space_shapes
-    from pg.policy import build_policy, make_spec
-    from pg.rollout import Collector
+    from pg.core.envs import obs_dtype, space_shapes
+    from pg.core.policy import build_policy, make_spec
+    from pg.core.rollout import Collector
 
     env = make_vec_env(cfg.env)
     shape, n_actions = space_shapes(env)

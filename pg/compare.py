@@ -1,20 +1,18 @@
 """Compare two runs' records: metric histories step by step, and their environments.
 
-Kept free of MLflow imports so the comparison rules can be tested on plain lists; the
-readers that fetch histories and artifacts take a client as an argument.
+Plain lists in, differences out: the comparison rules are tested without a store; the
+histories come from :class:`pg.record.reader.Reader`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from pg.metrics import TIME_PREFIX
+from pg.core.metrics import TIME_PREFIX
+from pg.record import names
 
 Point = tuple[int, float]
 Histories = dict[str, list[Point]]
@@ -148,7 +146,7 @@ def lock_diff(stored: str, installed: str) -> list[str]:
 
 
 SYSTEM_KEYS = ("python", "torch", "torch_threads", "platform", "machine", "cpu_count")
-GIT_TAGS = (("git commit", "pg.git_commit"), ("dirty tree", "pg.git_dirty"))
+GIT_TAGS = (("git commit", names.GIT_COMMIT), ("dirty tree", names.GIT_DIRTY))
 
 
 def environment_diff(
@@ -176,43 +174,3 @@ def environment_diff(
     elif new_lock is not None:
         out.extend(f"package {line}" for line in lock_diff(source_lock, new_lock))
     return out
-
-
-# -- readers (MLflow client passed in) -----------------------------------------
-
-
-def read_histories(client: Any, run_id: str, keys: Iterable[str]) -> Histories:
-    """Every (step, value) of each metric: one ``get_metric_history`` call per key.
-
-    MLflow 3.17's client has no batch history call (``get_metric_history_bulk`` exists
-    only as a store method and an ajax endpoint), and a run has a few dozen keys.
-    """
-    return {
-        key: [(int(m.step), float(m.value)) for m in client.get_metric_history(run_id, key)]
-        for key in keys
-    }
-
-
-def read_text_artifact(client: Any, run_id: str, path: str) -> str | None:
-    """The artifact's text, or ``None`` when the run has no such artifact."""
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    try:
-        listed = {f.path for f in client.list_artifacts(run_id, parent or None)}
-    except Exception:
-        return None
-    if path not in listed:
-        return None
-    with tempfile.TemporaryDirectory(prefix="pg-reproduce-") as tmp:
-        local = client.download_artifacts(run_id, path, tmp)
-        return Path(local).read_text(errors="replace")
-
-
-def read_json_artifact(client: Any, run_id: str, path: str) -> dict[str, Any] | None:
-    text = read_text_artifact(client, run_id, path)
-    if text is None:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None

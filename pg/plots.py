@@ -1,22 +1,47 @@
-"""Learning-curve figure logged with every run."""
+"""Figures shared by runs, sweeps and reports.
+
+Each figure function returns a matplotlib ``Figure`` (no pyplot state, so threads and
+tests can build them side by side); :func:`png_bytes` renders one for an artifact.
+"""
 
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pg.train import TrainResult
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from pg.core.train import TrainResult
+
+STATE_COLORS = {"COMPLETE": "tab:green", "PRUNED": "tab:orange", "FAIL": "tab:red"}
+DPI = 100
+
+
+def figure(width: float = 8.0, height: float = 4.5) -> Figure:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def png_bytes(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
 
 
 def learning_curve_png(result: TrainResult, title: str, target: float | None) -> bytes:
     """Episode returns, their running mean over 100 and the greedy evaluations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = figure(7.0, 4.0)
+    ax = fig.add_subplot()
     steps = np.asarray(result.episode_steps)
     rets = np.asarray(result.episode_returns)
     if rets.size:
@@ -29,15 +54,46 @@ def learning_curve_png(result: TrainResult, title: str, target: float | None) ->
         )
     if result.eval_returns:
         ax.plot(result.eval_steps, result.eval_returns, "o-", color="C1", ms=4, label="greedy eval")
-    if target is not None:
+    if target is not None and math.isfinite(target):
         ax.axhline(target, color="C2", ls="--", lw=1, label=f"target {target:g}")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("return")
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
+
+
+def optimization_history(trials: pd.DataFrame, maximize: bool, title: str) -> Figure:
+    """Trial values by trial number, coloured by state, and the best value so far."""
+    fig = figure()
+    ax = fig.add_subplot()
+    ordered = trials.sort_values("number")
+    for state, color in STATE_COLORS.items():
+        t = ordered[(ordered["state"] == state) & ordered["value"].notna()]
+        if len(t):
+            ax.scatter(t["number"], t["value"], color=color, s=18, label=state.lower())
+    done = ordered[(ordered["state"] == "COMPLETE") & ordered["value"].notna()]
+    if len(done):
+        best = done["value"].cummax() if maximize else done["value"].cummin()
+        ax.step(done["number"], best, where="post", color="black", lw=1.2, label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("objective")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    return fig
+
+
+def importance_bars(importances: Mapping[str, float], title: str) -> Figure:
+    """Horizontal bars, most important parameter on top."""
+    items = sorted(importances.items(), key=lambda kv: kv[1])
+    fig = figure(7.0, max(2.0, 0.45 * len(items) + 1.2))
+    ax = fig.add_subplot()
+    ax.barh([k for k, _ in items], [v for _, v in items], color="tab:blue")
+    ax.set_xlabel("importance (fANOVA, sums to 1)")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return fig

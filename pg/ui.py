@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from pg.config import TrackingConfig
-from pg.tracking import redact, resolve_store
+from pg.core.config import TrackingConfig
+from pg.record.store import redact, resolve_store
 
 LOOPBACK = ("127.", "localhost", "::1")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pg import metrics as metric_names
+from pg.core import metrics as metric_names
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_HOST = os.environ.get("PG_TEST_HOST", "127.0.0.1")

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from pg import metrics as m
-from pg.algos import ALGORITHMS, DivergenceError, make_algorithm
-from pg.algos.pg import PolicyGradient
-from pg.algos.reinforce import Reinforce
-from pg.config import AlgoConfig
-from pg.policy import MLPPolicy
-from pg.rollout import Batch, RolloutBuffer
+from pg.core import metrics as m
+from pg.core.algos import ALGORITHMS, DivergenceError, make_algorithm
+from pg.core.algos.pg import PolicyGradient
+from pg.core.algos.reinforce import Reinforce
+from pg.core.config import AlgoConfig
+from pg.core.policy import MLPPolicy
+from pg.core.rollout import Batch, RolloutBuffer
 
 F, T = False, True
 OBS_DIM = 4

@@ -10,8 +10,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pg.config import Config, ConfigError, register_configs, to_config
-from pg.run import Snapshot
+from pg.core.config import Config, ConfigError, register_configs, to_config
+from pg.experiment import Snapshot
 from tests.conftest import ROOT
 
 CONF = str(ROOT / "conf")

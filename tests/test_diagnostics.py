@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from pg.diagnostics import entropy, grad_stats, kl_divergence
+from pg.core.diagnostics import entropy, grad_stats, kl_divergence
 
 
 def logits_of(probs: list[float]) -> torch.Tensor:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pg.config import Config, TrackingConfig
-from pg.run import Snapshot
-from pg.tracking import Tracker, command_line, redact
+from pg.core.config import Config, TrackingConfig
+from pg.experiment import Snapshot
+from pg.record.provenance import command_line
+from pg.record.store import redact
+from pg.record.tracker import Tracker
 
 SECRET = "s3cr3tPw"
 

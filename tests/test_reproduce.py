@@ -143,8 +143,8 @@ def test_no_compare_only_reruns(shared: Store, source: str) -> None:
 
 def test_stopped_run_is_rerun_to_the_same_step(shared: Store, source: str) -> None:
     """A pruned trial ends KILLED at a report point; its reproduction stops there too."""
-    from pg.run import execute
-    from pg.tracking import Stopped
+    from pg.experiment import execute
+    from pg.record.writer import Stopped
 
     cfg = config_for(shared, seed=2)
 
@@ -166,13 +166,13 @@ def test_stopped_run_is_rerun_to_the_same_step(shared: Store, source: str) -> No
 def config_for(store: Store, seed: int) -> Any:
     from omegaconf import OmegaConf
 
-    from pg.config import to_config
+    from pg.core.config import to_config
 
     return to_config(OmegaConf.from_dotlist([*ARGS, f"seed={seed}", f"tracking.uri={store.uri}"]))
 
 
 def snapshot_of(cfg: Any) -> Any:
-    from pg.run import Snapshot
+    from pg.experiment import Snapshot
 
     return Snapshot.from_config(cfg, [f"seed={cfg.seed}"])
 
@@ -295,7 +295,7 @@ def test_lock_diff_names_packages() -> None:
 
 def test_repeated_metric_points_are_all_stored(shared: Store) -> None:
     """Two episodes ending at one step with one return must both reach the history."""
-    from pg.tracking import Tracker
+    from pg.record.tracker import Tracker
 
     store = shared
     tracker = Tracker(config_for(store, 0).tracking)

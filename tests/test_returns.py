@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pg.returns import (
+from pg.core.returns import (
     MeanBaseline,
     discounted_returns,
     episode_ready,

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from pg.config import EnvConfig
-from pg.envs import make_vec_env, obs_dtype, space_shapes
-from pg.policy import MLPPolicy
-from pg.rollout import Collector, RolloutBuffer, evaluate
+from pg.core.config import EnvConfig
+from pg.core.envs import make_vec_env, obs_dtype, space_shapes
+from pg.core.policy import MLPPolicy
+from pg.core.rollout import Collector, RolloutBuffer, evaluate
 
 
 def head(net: MLPPolicy) -> nn.Linear:

@@ -19,9 +19,9 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
-from pg import metrics as m
-from pg.config import Config, register_configs, to_config
-from pg.policy import load_policy
+from pg.core import metrics as m
+from pg.core.config import Config, register_configs, to_config
+from pg.core.policy import load_policy
 from tests.conftest import FAST, ROOT, TRAINING_METRICS, Store, run_module
 
 ARGS = [*FAST, "train.progress=false"]

@@ -332,7 +332,7 @@ def test_unreachable_database_uri_fails_fast(store: Store) -> None:
 
 
 def test_check_database_url(postgres_url: str) -> None:
-    from pg.tracking import StoreUnavailableError, check_database_url
+    from pg.record.store import StoreUnavailableError, check_database_url
 
     check_database_url(postgres_url, timeout=5)
     check_database_url("sqlite:////nonexistent/dir/optuna.db", timeout=5)  # created on use

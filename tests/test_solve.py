@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from hydra import compose, initialize_config_dir
 
-from pg.config import Config, register_configs, to_config
-from pg.train import train
+from pg.core.config import Config, register_configs, to_config
+from pg.core.train import train
 from tests.conftest import ROOT
 
 SEEDS = range(5)

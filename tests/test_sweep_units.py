@@ -78,7 +78,8 @@ def test_bad_spaces_are_named(params: dict[str, str], message: str) -> None:
 def test_orphans_by_dead_pid_here_and_by_heartbeat_elsewhere(tmp_path: Path) -> None:
     import optuna
 
-    from pg.sweep.study import OWNER, fail_orphans, open_storage
+    from pg.record.names import ATTR_OWNER as OWNER
+    from pg.sweep.study import fail_orphans, open_storage
 
     spec = SweepSpec(heartbeat_interval=1, grace_period=2)
     storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", spec)

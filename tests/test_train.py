@@ -9,10 +9,10 @@ from itertools import pairwise
 import pytest
 from hydra import compose, initialize_config_dir
 
-from pg import metrics as m
-from pg.algos import DivergenceError
-from pg.config import Config, register_configs, to_config
-from pg.train import train
+from pg.core import metrics as m
+from pg.core.algos import DivergenceError
+from pg.core.config import Config, register_configs, to_config
+from pg.core.train import train
 from tests.conftest import FAST, ROOT, TRAINING_METRICS
 
 
@@ -182,3 +182,28 @@ def test_pong_smoke() -> None:
     losses = rec.history(m.LOSS_TOTAL)
     assert losses and all(math.isfinite(v) for _, v in losses)
     assert rec.history(m.EVAL_RETURN)
+
+
+@pytest.mark.parametrize("fault", ["debug.fail_at_step=1500", "debug.nan_at_step=1500"])
+def test_both_envs_are_closed_when_training_raises(
+    fault: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crashing trial must not leak its evaluation envs (a sweep runs hundreds)."""
+    import pg.core.train as train_module
+
+    made: list[str] = []
+    closed: list[str] = []
+    real = train_module.make_vec_env
+
+    def recording(*args: object, **kwargs: object) -> object:
+        env = real(*args, **kwargs)  # type: ignore[arg-type]
+        name = f"env{len(made)}"
+        made.append(name)
+        close = env.close
+        env.close = lambda: (closed.append(name), close())[1]  # type: ignore[method-assign]
+        return env
+
+    monkeypatch.setattr(train_module, "make_vec_env", recording)
+    with pytest.raises((RuntimeError, DivergenceError)):
+        train(config(fault))
+    assert sorted(closed) == made == ["env0", "env1"]

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from pg.config import Config, ConfigError, to_config
-from pg.run import Snapshot
+from pg.core.config import Config, ConfigError, register_configs, to_config
+from pg.experiment import Snapshot
 from pg.sweep.spec import SweepError
 
 
@@ -26,6 +26,7 @@ def ensure_hydra(conf_dir: str) -> None:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    register_configs()  # a worker process composes without pg.run's entry point
     if not GlobalHydra.instance().is_initialized():
         initialize_config_dir(config_dir=conf_dir, version_base="1.3")
 

@@ -18,14 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from pg.record import names
 from pg.sweep.spec import Plan, SweepError, build_spec, plan
 from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job, work
 
 if TYPE_CHECKING:
     import optuna
 
-    from pg.config import Config
-    from pg.tracking import TrackedRun, Tracker
+    from pg.core.config import Config
+    from pg.record.tracker import Tracker
+    from pg.record.writer import TrackedRun
 
 QUIET = "train.progress=false"  # trial progress bars would interleave; one line per trial
 
@@ -75,11 +77,11 @@ class Sweep:
         """Check the whole definition and open the study; no MLflow run yet."""
         import optuna
 
+        from pg.record.store import TrackingUnavailableError, default_study_storage, resolve_store
         from pg.sweep.compose import compose_trial, ensure_hydra
         from pg.sweep.factories import make_pruner, make_sampler
         from pg.sweep.space import edge_points, override_line
-        from pg.sweep.study import default_storage, open_storage
-        from pg.tracking import TrackingUnavailableError, resolve_store
+        from pg.sweep.study import open_storage
 
         spec = build_spec(settings)
         the_plan = plan(spec, arguments)
@@ -95,13 +97,13 @@ class Sweep:
             )
         tracker = None
         if base.tracking.enabled:
-            from pg.sweep.trial import tracker_for
+            from pg.record.tracker import tracker_for
 
             try:
                 tracker = tracker_for(base.tracking)
             except TrackingUnavailableError as exc:
                 raise SweepError(str(exc)) from None
-        url = spec.storage or default_storage(resolve_store(base.tracking).uri)
+        url = spec.storage or default_study_storage(resolve_store(base.tracking).uri)
         storage = open_storage(url, spec)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
@@ -154,7 +156,7 @@ class Sweep:
             finally:
                 if self.parent is not None:
                     if code == EXIT_FAILURES:
-                        self.parent.set_tags({"pg.error": "too many failed trials"})
+                        self.parent.set_tags({names.ERROR: "too many failed trials"})
                     self.parent.end(status)
         if self.parent is not None and self.tracker is not None:
             print(
@@ -230,40 +232,29 @@ class Sweep:
         """The study's one parent run: created once, reopened when the sweep resumes."""
         if self.tracker is None:
             return None
-        from mlflow.exceptions import MlflowException
+        from pg.record.provenance import flatten
+        from pg.sweep.study import BudgetLock
 
-        from pg.sweep.study import SWEEP_RUN, BudgetLock
-        from pg.sweep.trial import KIND_SWEEP, TAG_KIND, TAG_STUDY
-        from pg.tracking import TrackedRun
-
-        client = self.tracker.client
         spec = self.plan.spec
         with BudgetLock(self.job.storage_url, spec.study_name).held():
-            attrs = self.study._storage.get_study_user_attrs(self.study._study_id)
-            run_id = attrs.get(SWEEP_RUN)
+            run_id = self.study.user_attrs.get(names.ATTR_SWEEP_RUN)
             if run_id:
-                try:
-                    found = client.get_run(run_id)
-                    if found.info.lifecycle_stage == "active":
-                        client.update_run(run_id, status="RUNNING")
-                        return TrackedRun(client, run_id, self.tracker.location)
-                except MlflowException:
-                    pass
+                reopened = self.tracker.reopen(str(run_id))
+                if reopened is not None:
+                    return reopened
             run = self.tracker.start_run(
                 f"sweep-{spec.study_name}",
                 {
-                    TAG_KIND: KIND_SWEEP,
-                    TAG_STUDY: spec.study_name,
-                    "pg.storage": _redacted(self.job.storage_url),
-                    "pg.sampler": str(spec.sampler.get("name", "tpe")),
-                    "pg.pruner": str(spec.pruner.get("name", "median")),
-                    "pg.objective": self.base.train.objective,
-                    "pg.direction": spec.direction,
+                    names.KIND: names.KIND_SWEEP,
+                    names.STUDY: spec.study_name,
+                    names.STORAGE: _redacted(self.job.storage_url),
+                    names.SAMPLER: str(spec.sampler.get("name", "tpe")),
+                    names.PRUNER: str(spec.pruner.get("name", "median")),
+                    names.OBJECTIVE: self.base.train.objective,
+                    names.DIRECTION: spec.direction,
                 },
             )
-            self.study.set_user_attr(SWEEP_RUN, run.run_id)
-        from pg.tracking import flatten
-
+            self.study.set_user_attr(names.ATTR_SWEEP_RUN, run.run_id)
         params = flatten({k: v for k, v in spec.to_dict().items() if k != "storage"})
         params["storage"] = _redacted(self.job.storage_url)
         params["space"] = "; ".join(f"{k}: {d!r}" for k, d in self.plan.space.items())
@@ -272,8 +263,8 @@ class Sweep:
         definition = {**spec.to_dict(), "storage": _redacted(self.job.storage_url)}
         run.log_files(
             {
-                "sweep/definition.yaml": OmegaConf.to_yaml(OmegaConf.create(definition)),
-                "sweep/command_line.txt": " ".join(self.job.arguments) + "\n",
+                names.SWEEP_DEFINITION: OmegaConf.to_yaml(OmegaConf.create(definition)),
+                names.SWEEP_COMMAND: " ".join(self.job.arguments) + "\n",
             }
         )
         return run
@@ -287,22 +278,14 @@ class Sweep:
             print(f"pg: trial {orphan.number} marked FAIL ({orphan.reason})", flush=True)
         if not orphans or self.tracker is None:
             return
-        from pg.sweep.trial import TAG_NUMBER, TAG_STATE, TAG_STUDY
-
-        client = self.tracker.client
         for orphan in orphans:
-            query = (
-                f"tags.`{TAG_STUDY}` = '{self.plan.spec.study_name}' and "
-                f"tags.`{TAG_NUMBER}` = '{orphan.number}'"
-            )
-            for run in client.search_runs([self.tracker.experiment_id], query):
-                client.set_tag(run.info.run_id, TAG_STATE, "FAIL")
-                if run.info.status == "RUNNING":
-                    client.set_tag(run.info.run_id, "pg.stopped", orphan.reason)
-                    client.set_terminated(run.info.run_id, "KILLED")
+            for run_id, status in self.tracker.trial_runs(self.plan.spec.study_name, orphan.number):
+                self.tracker.set_tags(run_id, {names.TRIAL_STATE: "FAIL"})
+                if status == "RUNNING":
+                    self.tracker.terminate(run_id, "KILLED", {names.STOPPED: orphan.reason})
 
 
 def _redacted(url: str) -> str:
-    from pg.tracking import redact
+    from pg.record.store import redact
 
     return redact(url)

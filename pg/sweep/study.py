@@ -1,5 +1,11 @@
 """The Optuna side: storage, the exact trial budget, and trials orphaned by dead processes.
 
+This is the one module that touches Optuna's storage.  Where Optuna has no public API for
+what a sweep needs (system attributes of a trial, its heartbeat thread, the stale-trial
+query), the private call is wrapped in one small function below, and
+``tests/test_optuna_private.py`` exercises each of them so an Optuna upgrade that changes
+one fails loudly there instead of silently in a sweep.
+
 Budget: ``n_trials`` counts every trial the study holds (finished, failed or running), in
 every process on every machine.  Asking a new trial happens under a lock shared by all of
 them (a file lock for SQLite, an advisory lock on PostgreSQL), with the count re-read
@@ -20,43 +26,73 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pg.record.names import ATTR_OWNER as OWNER
+from pg.record.names import ATTR_REASON as REASON
+from pg.record.store import file_lock, redact
+from pg.record.store import sqlite_path as _sqlite_path
 from pg.sweep.spec import SweepError, SweepSpec
-from pg.tracking import file_lock, redact
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.storages import RDBStorage
+    from optuna.storages import BaseStorage, RDBStorage
     from optuna.trial import FrozenTrial, Trial
 
-OWNER = "pg.owner"  # host:pid of the process running a trial
-RUN_ID = "pg.run_id"  # MLflow run of the trial
-REASON = "pg.reason"  # why a trial failed or was pruned
-SWEEP_RUN = "pg.sweep_run_id"  # study user attr: the MLflow parent run
 CONNECT_TIMEOUT = 10  # seconds to reach a storage server before giving up
-
-
-def default_storage(mlflow_uri: str) -> str:
-    """An SQLite file beside the MLflow store (or in ``$PG_HOME/mlruns`` for a server)."""
-    from pg.tracking import project_home
-
-    if mlflow_uri.startswith("sqlite:///"):
-        folder = Path(mlflow_uri[len("sqlite:///") :]).parent
-    else:
-        folder = project_home() / "mlruns"
-    return f"sqlite:///{folder / 'optuna.db'}"
 
 
 def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _sqlite_path(url: str) -> Path | None:
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///") :])
-    return None
+# -- the private Optuna calls, each wrapped once (see the module docstring) --------------
+
+
+def _storage(study: optuna.Study) -> BaseStorage:
+    return study._storage
+
+
+def _trial_id(trial: Trial | FrozenTrial) -> int:
+    return int(trial._trial_id)
+
+
+def set_system_attr(study: optuna.Study, trial: Trial | FrozenTrial, key: str, value: Any) -> None:
+    """A system attribute on any trial, also one this process does not run (an orphan)."""
+    _storage(study).set_trial_system_attr(_trial_id(trial), key, value)
+
+
+def current(study: optuna.Study, trial: Trial) -> FrozenTrial:
+    """The trial as stored now (its intermediate values), without listing the study."""
+    return _storage(study).get_trial(_trial_id(trial))
+
+
+def heartbeat(study: optuna.Study, trial: Trial) -> contextlib.AbstractContextManager[Any]:
+    """Optuna's heartbeat thread for ``trial``, which ask/tell does not start by itself."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    thread: Any = get_heartbeat_thread(_trial_id(trial), _storage(study))
+    return thread  # type: ignore[no-any-return]
+
+
+def stale_trial_ids(study: optuna.Study) -> set[int]:
+    """Ids of RUNNING trials whose heartbeat is older than the storage's grace period."""
+    storage: Any = _storage(study)
+    return set(storage._get_stale_trial_ids(study._study_id))
+
+
+def fail_trial(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """FAIL a RUNNING trial of another process; ``False`` if it finished meanwhile."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
+        return bool(_storage(study).set_trial_state_values(_trial_id(trial), state=TrialState.FAIL))
+    except UpdateFinishedTrialError:
+        return False
+
+
+# -- storage, budget, orphans ------------------------------------------------------------
 
 
 def open_storage(url: str, spec: SweepSpec) -> RDBStorage:
@@ -104,6 +140,17 @@ def open_storage(url: str, spec: SweepSpec) -> RDBStorage:
         )
     storage: RDBStorage = result["storage"]
     return storage
+
+
+def open_existing_study(name: str, url: str) -> optuna.Study:
+    """A study that already exists, for reading; never creates a database file."""
+    import optuna
+
+    db = _sqlite_path(url)
+    if db is not None and not db.is_file():
+        raise FileNotFoundError(f"no study database at {redact(url)}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=url)
 
 
 class BudgetLock:
@@ -160,10 +207,10 @@ def reserve(
         if spec.n_trials is not None and n_trials_in(study) >= spec.n_trials:
             return None
         trial = study.ask(fixed_distributions=space)
-        study._storage.set_trial_system_attr(trial._trial_id, OWNER, owner_id())
+        set_system_attr(study, trial, OWNER, owner_id())
     if spec.n_trials is not None and trial.number >= spec.n_trials:
         # Only reachable without a lock (neither SQLite nor PostgreSQL).
-        study._storage.set_trial_system_attr(trial._trial_id, REASON, "over budget")
+        set_system_attr(study, trial, REASON, "over budget")
         study.tell(trial, state=TrialState.FAIL)
         return None
     return trial
@@ -192,26 +239,22 @@ class Orphan:
 
 def fail_orphans(study: optuna.Study, spec: SweepSpec) -> list[Orphan]:
     """Mark RUNNING trials of dead processes FAIL; returns them for the MLflow side."""
-    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    storage = study._storage
     host = socket.gethostname()
     stale: set[int] = set()
     with contextlib.suppress(Exception):
-        stale = set(storage._get_stale_trial_ids(study._study_id))  # type: ignore[attr-defined]
+        stale = stale_trial_ids(study)
     now = datetime.now()
     orphans = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         reason = _orphan_reason(trial, host, stale, now, spec)
         if reason is None:
             continue
-        try:
-            storage.set_trial_system_attr(trial._trial_id, REASON, reason)
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                orphans.append(Orphan(trial.number, reason))
-        except UpdateFinishedTrialError:
-            pass  # another process got there first
+        with contextlib.suppress(Exception):  # another process may have finished it
+            set_system_attr(study, trial, REASON, reason)
+        if fail_trial(study, trial):
+            orphans.append(Orphan(trial.number, reason))
     return orphans
 
 
@@ -223,7 +266,7 @@ def _orphan_reason(
         owner_host, _, pid = owner.rpartition(":")
         if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
             return f"orphaned: process {owner} is gone"
-    if trial._trial_id in stale:
+    if _trial_id(trial) in stale:
         return f"orphaned: no heartbeat from {owner or 'its process'} for {spec.grace_period} s"
     started = trial.datetime_start
     if not owner and started is not None and now - started > timedelta(seconds=spec.grace_period):

@@ -15,12 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import OmegaConf
-
+from pg.record import names
 from pg.sweep.compose import Composed, compose_trial, with_seed
 from pg.sweep.space import override_line
 from pg.sweep.spec import Plan
-from pg.sweep.study import REASON, RUN_ID
+from pg.sweep.study import current, set_system_attr
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -28,18 +27,9 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import Trial
 
-    from pg.config import TrackingConfig
-    from pg.run import Outcome
-    from pg.tracking import Tracker
-    from pg.train import Report
-
-KIND_SWEEP, KIND_TRIAL, KIND_SEED = "sweep", "trial", "seed"
-TAG_KIND, TAG_STUDY, TAG_NUMBER, TAG_STATE = (
-    "pg.kind",
-    "pg.study",
-    "pg.trial_number",
-    "pg.trial_state",
-)
+    from pg.core.train import Report
+    from pg.experiment import Outcome
+    from pg.record.writer import TrackedRun
 
 
 @dataclass
@@ -57,19 +47,6 @@ class TrialOutcome:
 
 class Pruned(Exception):  # noqa: N818 - control flow, not an error
     pass
-
-
-_trackers: dict[tuple[str | None, str], Tracker] = {}
-
-
-def tracker_for(cfg: TrackingConfig) -> Tracker:
-    """One MLflow connection per store and experiment, per process."""
-    from pg.tracking import Tracker
-
-    key = (cfg.uri, cfg.experiment)
-    if key not in _trackers:
-        _trackers[key] = Tracker(cfg)
-    return _trackers[key]
 
 
 def trial_overrides(plan: Plan, params: dict[str, Any]) -> list[str]:
@@ -104,7 +81,7 @@ def run_trial(
         outcome.state, outcome.value = "COMPLETE", value
     except Pruned as stop:
         outcome.state, outcome.reason = "PRUNED", str(stop)
-        frozen = study._storage.get_trial(trial._trial_id)
+        frozen = current(study, trial)
         if frozen.last_step is not None:
             outcome.value = frozen.intermediate_values[frozen.last_step]
     except KeyboardInterrupt as exc:
@@ -123,15 +100,13 @@ def _finish(study: optuna.Study, trial: Trial, outcome: TrialOutcome) -> None:
     """Attributes first (a finished trial is read-only), then tell."""
     from optuna.trial import TrialState
 
-    storage = study._storage
-    tid = trial._trial_id
     if outcome.reason:
-        storage.set_trial_system_attr(tid, REASON, outcome.reason[:2000])
+        set_system_attr(study, trial, names.ATTR_REASON, outcome.reason[:2000])
     if outcome.run_id:
-        storage.set_trial_user_attr(tid, "mlflow_run_id", outcome.run_id)
-    storage.set_trial_user_attr(tid, "env_steps", outcome.steps)
+        trial.set_user_attr(names.ATTR_MLFLOW_RUN, outcome.run_id)
+    trial.set_user_attr(names.ATTR_ENV_STEPS, outcome.steps)
     if outcome.seed_values:
-        storage.set_trial_user_attr(tid, "seed_values", outcome.seed_values)
+        trial.set_user_attr(names.ATTR_SEED_VALUES, outcome.seed_values)
     if outcome.state == "COMPLETE":
         study.tell(trial, outcome.value)
     elif outcome.state == "PRUNED":
@@ -142,33 +117,34 @@ def _finish(study: optuna.Study, trial: Trial, outcome: TrialOutcome) -> None:
 
 def _label(outcome: TrialOutcome, run_ids: list[str]) -> None:
     """Put the final Optuna state on the trial's MLflow runs."""
-    if not run_ids or not _trackers:
-        return
-    from pg import metrics as m
+    from pg.record.tracker import open_tracker
 
-    client = next(iter(_trackers.values())).client
-    tags = {TAG_STATE: outcome.state}
+    tracker = open_tracker()
+    if not run_ids or tracker is None:
+        return
+    from pg.core import metrics as m
+
+    tags = {names.TRIAL_STATE: outcome.state}
     if outcome.reason:
-        tags["pg.trial_reason"] = outcome.reason[:5000]
+        tags[names.TRIAL_REASON] = outcome.reason[:5000]
     trial_run = outcome.run_id or run_ids[0]
     for run_id in {trial_run, *run_ids}:  # the seed runs carry the trial's state too
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value)
+        tracker.set_tags(run_id, tags)
     if outcome.state == "PRUNED" and outcome.value is not None:
-        client.log_metric(trial_run, m.OBJECTIVE, float(outcome.value), step=outcome.steps)
-        client.set_tag(trial_run, "pg.steps", str(outcome.steps))
+        tracker.log_metric(trial_run, m.OBJECTIVE, float(outcome.value), outcome.steps)
+        tracker.set_tags(trial_run, {names.STEPS: str(outcome.steps)})
     if outcome.state == "FAIL":
         interrupted = (outcome.reason or "").startswith("interrupted")
         for run_id in {trial_run, *run_ids}:
-            status = client.get_run(run_id).info.status
+            status = tracker.status(run_id)
             if interrupted and status == "RUNNING":
                 # Ctrl-C landed outside the training loop (e.g. while the run was created).
-                client.set_tag(run_id, "pg.stopped", outcome.reason or "interrupted")
-                client.set_terminated(run_id, "KILLED")
+                tracker.terminate(
+                    run_id, "KILLED", {names.STOPPED: outcome.reason or "interrupted"}
+                )
             elif not interrupted and run_id == trial_run and status in ("RUNNING", "FINISHED"):
                 # Finished training but an unusable value (NaN objective): not a success.
-                client.set_terminated(run_id, "FAILED")
-                client.set_tag(run_id, "pg.error", outcome.reason or "failed")
+                tracker.terminate(run_id, "FAILED", {names.ERROR: outcome.reason or "failed"})
 
 
 class _SeedRunner:
@@ -191,18 +167,19 @@ class _SeedRunner:
 
     def _tags(self, kind: str) -> dict[str, str]:
         return {
-            TAG_KIND: kind,
-            TAG_STUDY: self.study_name,
-            TAG_NUMBER: str(self.trial.number),
-            TAG_STATE: "RUNNING",
+            names.KIND: kind,
+            names.STUDY: self.study_name,
+            names.TRIAL_NUMBER: str(self.trial.number),
+            names.TRIAL_STATE: "RUNNING",
         }
 
     def _record_trial_run(self, run_id: str) -> None:
         self.run_ids.append(run_id)
-        self.trial.study._storage.set_trial_system_attr(self.trial._trial_id, RUN_ID, run_id)
+        set_system_attr(self.trial.study, self.trial, names.ATTR_RUN_ID, run_id)
 
     def run(self, outcome: TrialOutcome) -> float:
-        from pg.run import execution
+        from pg.experiment import execution
+        from pg.record.tracker import tracker_for
 
         cfg = self.composed.config
         k = self.plan.spec.seeds
@@ -216,7 +193,7 @@ class _SeedRunner:
                     cfg,
                     self.composed.snapshot,
                     parent_run_id=self.sweep_run_id,
-                    tags=self._tags(KIND_TRIAL),
+                    tags=self._tags(names.KIND_TRIAL),
                     on_start=self._record_trial_run,
                 )
             ]
@@ -231,7 +208,7 @@ class _SeedRunner:
                     s.config,
                     s.snapshot,
                     parent_run_id=parent,
-                    tags={**self._tags(KIND_SEED), "pg.seed_index": str(i)},
+                    tags={**self._tags(names.KIND_SEED), names.SEED_INDEX: str(i)},
                     on_start=self.run_ids.append,
                 )
                 for i, s in enumerate(seeds)
@@ -240,36 +217,37 @@ class _SeedRunner:
             value = self._lockstep(gens, outcome, trial_run)
         except BaseException as exc:
             if trial_run is not None:
-                from pg.tracking import Stopped
+                from pg.record.writer import Stopped
 
                 ended = Stopped(str(exc)) if isinstance(exc, Pruned) else exc
                 trial_run.__exit__(type(ended), ended, exc.__traceback__)
             raise
         if trial_run is not None:
-            from pg import metrics as m
+            from pg.core import metrics as m
 
             trial_run.log_metrics({m.OBJECTIVE: value}, outcome.steps)
-            trial_run.set_tags({"pg.steps": str(outcome.steps)})
+            trial_run.set_tags({names.STEPS: str(outcome.steps)})
             trial_run.end("FINISHED")
         if k == 1 and self.run_ids:
             outcome.run_id = self.run_ids[0]
         return value
 
-    def _start_trial_run(self) -> Any:
-        from pg import tracking
+    def _start_trial_run(self) -> TrackedRun:
+        from pg.experiment import config_params
+        from pg.record.tracker import tracker_for
 
         cfg = self.composed.config
         tracker = tracker_for(cfg.tracking)
         tags = {
-            **self._tags(KIND_TRIAL),
-            "pg.env": cfg.env.id,
-            "pg.algo": cfg.algo.name,
-            "pg.objective": cfg.train.objective,
-            "pg.seeds": ",".join(str(cfg.seed + i) for i in range(self.plan.spec.seeds)),
+            **self._tags(names.KIND_TRIAL),
+            names.ENV: cfg.env.id,
+            names.ALGO: cfg.algo.name,
+            names.OBJECTIVE: cfg.train.objective,
+            names.SEEDS: ",".join(str(cfg.seed + i) for i in range(self.plan.spec.seeds)),
         }
         run = tracker.start_run(f"trial-{self.trial.number}", tags, self.sweep_run_id)
         self._record_trial_run(run.run_id)
-        flat = tracking.flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))  # type: ignore[arg-type]
+        flat = config_params(cfg)
         flat.pop("seed", None)
         run.log_params(flat)
         run.log_files(self.composed.snapshot.files())
@@ -279,10 +257,10 @@ class _SeedRunner:
         self,
         gens: list[Generator[Report, None, Outcome]],
         outcome: TrialOutcome,
-        trial_run: Any,
+        trial_run: TrackedRun | None,
     ) -> float:
-        from pg.tracking import Stopped
-        from pg.train import with_suppressed_close
+        from pg.core.train import with_suppressed_close
+        from pg.record.writer import Stopped
 
         objective_name = self.composed.config.train.objective
         latest = [math.nan] * len(gens)

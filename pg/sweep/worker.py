@@ -69,7 +69,7 @@ def failures_exceeded(study: optuna.Study, plan: Plan) -> bool:
     """
     from optuna.trial import TrialState
 
-    from pg.sweep.study import REASON
+    from pg.record.names import ATTR_REASON as REASON
 
     spec = plan.spec
     trials = study.get_trials(deepcopy=False)
@@ -89,9 +89,7 @@ def work(job: Job, plan: Plan) -> int:
     """Run trials until the budget, the deadline or the failure limit is reached."""
     import warnings
 
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
-    from pg.sweep.study import BudgetLock, reserve
+    from pg.sweep.study import BudgetLock, heartbeat, reserve
     from pg.sweep.trial import run_trial
 
     # Optuna warns that heartbeats are meant for Study.optimize; ask/tell uses them here.
@@ -107,7 +105,7 @@ def work(job: Job, plan: Plan) -> int:
         if trial is None:
             return EXIT_OK
         try:
-            with get_heartbeat_thread(trial._trial_id, study._storage):
+            with heartbeat(study, trial):
                 outcome = run_trial(study, trial, plan, job.config_name, job.sweep_run_id)
         except KeyboardInterrupt:
             print(f"pg: trial {trial.number} interrupted: FAIL", flush=True)

@@ -15,10 +15,10 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from pg import metrics as m
-from pg.config import AlgoConfig
-from pg.diagnostics import entropy, grad_stats, kl_divergence
-from pg.rollout import Batch, RolloutBuffer
+from pg.core import metrics as m
+from pg.core.config import AlgoConfig
+from pg.core.diagnostics import entropy, grad_stats, kl_divergence
+from pg.core.rollout import Batch, RolloutBuffer
 
 
 class DivergenceError(RuntimeError):

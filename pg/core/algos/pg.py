@@ -12,10 +12,16 @@ import numpy as np
 from numpy.typing import NDArray
 from torch import nn
 
-from pg.algos.base import Algorithm, gather
-from pg.config import AlgoConfig
-from pg.returns import MeanBaseline, discounted_returns, episode_ready, nstep_ready, nstep_returns
-from pg.rollout import Batch, RolloutBuffer
+from pg.core.algos.base import Algorithm, gather
+from pg.core.config import AlgoConfig
+from pg.core.returns import (
+    MeanBaseline,
+    discounted_returns,
+    episode_ready,
+    nstep_ready,
+    nstep_returns,
+)
+from pg.core.rollout import Batch, RolloutBuffer
 
 
 class PolicyGradient(Algorithm):

@@ -15,7 +15,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from pg.policy import make_actor
+from pg.core.policy import make_actor
 
 
 class Batch(NamedTuple):

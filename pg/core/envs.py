@@ -8,12 +8,13 @@ code marks those steps invalid instead of treating them as transitions.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
-from pg.config import EnvConfig
+if TYPE_CHECKING:
+    from pg.core.config import EnvConfig
 
 ATARI_MARKERS = ("ALE/", "NoFrameskip", "Deterministic")
 

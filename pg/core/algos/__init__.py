@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from pg.algos.base import Algorithm, DivergenceError
-from pg.algos.pg import PolicyGradient
-from pg.algos.reinforce import Reinforce
-from pg.config import AlgoConfig
+from pg.core.algos.base import Algorithm, DivergenceError
+from pg.core.algos.pg import PolicyGradient
+from pg.core.algos.reinforce import Reinforce
+from pg.core.config import AlgoConfig
 
 ALGORITHMS: dict[str, type[Algorithm]] = {"reinforce": Reinforce, "pg": PolicyGradient}
 

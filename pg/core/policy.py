@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pg.config import ModelConfig
+from pg.core.config import ModelConfig
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from pg import metrics as m
-from pg.algos import make_algorithm
-from pg.config import Config
-from pg.envs import make_vec_env, obs_dtype, space_shapes
-from pg.policy import PolicySpec, build_policy, make_spec
-from pg.progress import Progress
-from pg.rollout import Collector, evaluate
-from pg.seeding import EVAL_SEED_OFFSET, seed_everything
+from pg.core import metrics as m
+from pg.core.algos import make_algorithm
+from pg.core.config import Config
+from pg.core.envs import make_vec_env, obs_dtype, space_shapes
+from pg.core.policy import PolicySpec, build_policy, make_spec
+from pg.core.progress import Progress
+from pg.core.rollout import Collector, evaluate
+from pg.core.seeding import EVAL_SEED_OFFSET, seed_everything
 
 ReportHook = Callable[[int, float], None]
 T = TypeVar("T")
@@ -204,6 +204,9 @@ def training(cfg: Config, sink: MetricSink | None = None) -> Generator[Report, N
                 ):
                     result.solved = True
                     break
+    except BaseException:
+        eval_env.close()  # the final evaluation below will not run
+        raise
     finally:
         env.close()
         result.seconds = time.perf_counter() - start
@@ -212,8 +215,10 @@ def training(cfg: Config, sink: MetricSink | None = None) -> Generator[Report, N
     result.steps = steps
     result.episodes = len(result.episode_returns)
     log_window(steps, result.seconds)
-    run_eval(steps)
-    eval_env.close()
+    try:
+        run_eval(steps)
+    finally:
+        eval_env.close()
     result.objective = objective_value()
     return result
 

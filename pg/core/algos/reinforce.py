@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pg.algos.base import Algorithm, gather
-from pg.returns import discounted_returns
-from pg.rollout import Batch, RolloutBuffer
+from pg.core.algos.base import Algorithm, gather
+from pg.core.returns import discounted_returns
+from pg.core.rollout import Batch, RolloutBuffer
 
 
 class Reinforce(Algorithm):

@@ -1,0 +1,200 @@
+"""A validated config and its snapshot, turned into a tracked execution.
+
+``pg.run``, every sweep trial and seed, and ``pg.reproduce`` call :func:`execution` (or
+:func:`execute`), so a run is recorded the same way whoever started it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import OmegaConf
+
+from pg.core.config import Config
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator
+
+    from omegaconf import DictConfig
+
+    from pg.core.train import Report, ReportHook, TrainResult
+
+
+@dataclass
+class Snapshot:
+    """What reproduces a run: the resolved config, the overrides, Hydra's own config."""
+
+    config_yaml: str
+    overrides: list[str] = field(default_factory=list)
+    hydra_yaml: str | None = None
+    choices: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Config, overrides: list[str] | None = None) -> Snapshot:
+        return cls(OmegaConf.to_yaml(OmegaConf.structured(cfg)), list(overrides or []))
+
+    @classmethod
+    def from_hydra(cls, cfg: DictConfig) -> Snapshot:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        choices = {str(k): str(v) for k, v in hc.runtime.choices.items() if v is not None}
+        return cls(
+            OmegaConf.to_yaml(cfg, resolve=True),
+            [str(o) for o in hc.overrides.task],
+            OmegaConf.to_yaml(hc),
+            choices,
+        )
+
+    def files(self) -> dict[str, str | bytes]:
+        from pg.record import names
+        from pg.record.store import redact
+
+        out: dict[str, str | bytes] = {
+            names.SNAPSHOT_CONFIG: redact(self.config_yaml),
+            names.SNAPSHOT_OVERRIDES: redact(
+                OmegaConf.to_yaml(
+                    OmegaConf.create({"overrides": self.overrides, "choices": self.choices})
+                )
+            ),
+        }
+        if self.hydra_yaml is not None:
+            out[names.SNAPSHOT_HYDRA] = redact(self.hydra_yaml)
+        return out
+
+
+@dataclass
+class Outcome:
+    run_id: str | None
+    objective: float
+    result: TrainResult
+
+
+def default_run_name(cfg: Config) -> str:
+    return cfg.tracking.run_name or f"{cfg.env.name}-{cfg.algo.name}-s{cfg.seed}"
+
+
+def config_params(cfg: Config) -> dict[str, str]:
+    """The resolved config as MLflow params (dotted keys)."""
+    from pg.record.provenance import flatten
+
+    tree: Any = OmegaConf.to_container(OmegaConf.structured(cfg))
+    return flatten(tree)
+
+
+def execute(
+    cfg: Config,
+    snapshot: Snapshot,
+    *,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    on_report: ReportHook | None = None,
+) -> Outcome:
+    """Train ``cfg`` as one MLflow run (or untracked when tracking is disabled).
+
+    ``on_report(step, value)`` sees the objective every ``train.report_every`` env steps
+    and may raise to stop the run (:class:`pg.record.writer.Stopped` ends it KILLED, not
+    FAILED).
+    """
+    from pg.core.train import drive
+
+    return drive(execution(cfg, snapshot, parent_run_id=parent_run_id, tags=tags), on_report)
+
+
+def execution(
+    cfg: Config,
+    snapshot: Snapshot,
+    *,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> Generator[Report, None, Outcome]:
+    """:func:`execute` as a generator of ``(step, objective)`` reports.
+
+    Throwing an exception into it ends the MLflow run accordingly (``Stopped`` ->
+    its status, ``KeyboardInterrupt`` -> KILLED, anything else -> FAILED) and re-raises.
+    """
+    from pg.core.train import training
+
+    if not cfg.tracking.enabled:
+        result = yield from training(cfg)
+        return Outcome(None, result.objective, result)
+
+    from pg.core import metrics as m
+    from pg.core.policy import policy_files
+    from pg.plots import learning_curve_png
+    from pg.record import names
+    from pg.record.provenance import package_lock, system_json
+    from pg.record.store import default_location
+    from pg.record.tracker import tracker_for
+
+    tracker = tracker_for(cfg.tracking)
+    run_tags = {
+        names.KIND: names.KIND_RUN,
+        names.ENV: cfg.env.id,
+        names.ALGO: cfg.algo.name,
+        names.SEED: str(cfg.seed),
+        names.OBJECTIVE: cfg.train.objective,
+    }
+    run_tags.update(tags or {})
+    run = tracker.start_run(default_run_name(cfg), run_tags, parent_run_id)
+    if on_start is not None:  # a sweep records the run id before training starts
+        on_start(run.run_id)
+    with run:
+        reproduce = f"python -m pg.reproduce {run.run_id}"
+        if tracker.location != default_location():
+            # Only the embedded store is found without being named.
+            reproduce += f" --tracking-uri {shlex.quote(tracker.location.display)}"
+        run.set_tags(
+            {
+                names.REPRODUCE: reproduce,
+                names.NOTE: f"Reproduce this run with:\n\n    {reproduce}\n",
+            }
+        )
+        run.log_params(config_params(cfg))
+        run.log_files(
+            {
+                **snapshot.files(),
+                names.LOCK_FILE: package_lock(),
+                names.SYSTEM_FILE: system_json(cfg.train.torch_threads),
+            }
+        )
+        result = yield from training(cfg, sink=run)
+        run.log_metrics({m.OBJECTIVE: result.objective}, result.steps)
+        run.set_tags({names.SOLVED: str(result.solved).lower(), names.STEPS: str(result.steps)})
+        curve = learning_curve_png(
+            result, f"{default_run_name(cfg)} ({run.run_id[:8]})", cfg.train.target_return
+        )
+        run.log_files(
+            {
+                **{
+                    f"{names.MODEL_DIR}/{name}": content
+                    for name, content in policy_files(result.policy, result.spec).items()
+                },
+                names.CURVE_FILE: curve,
+            }
+        )
+    return Outcome(run.run_id, result.objective, result)
+
+
+def summary(outcome: Outcome, cfg: Config) -> list[str]:
+    """What happened and where to look, for the user."""
+    r = outcome.result
+    solved = "solved" if r.solved else "not solved"
+    lines = [
+        f"{cfg.env.id} {cfg.algo.name} seed {cfg.seed}: {solved}, "
+        f"{cfg.train.objective} = {outcome.objective:.1f} after {r.steps:,} env steps, "
+        f"{r.episodes} episodes, {r.seconds:.1f} s of training"
+    ]
+    if outcome.run_id is None:
+        return lines
+    from pg.record.store import resolve_store
+
+    loc = resolve_store(cfg.tracking)
+    exp = cfg.tracking.experiment
+    lines.append(f"MLflow run {outcome.run_id} in experiment '{exp}' at {loc.display}")
+    if loc.sqlite_path is not None:
+        lines.append("browse it with: python -m pg.ui   (then open http://127.0.0.1:5000)")
+    return lines

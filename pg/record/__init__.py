@@ -1,0 +1,14 @@
+"""The run record: the only code that imports ``mlflow``.
+
+Everything pg does reads or writes the same MLflow record, so its names, where it lives,
+how it is written and how it is read are kept here, once:
+
+- :mod:`pg.record.names` — every tag, artifact path, run kind and study attribute;
+- :mod:`pg.record.store` — where a store is, whether it answers, redaction, file locks;
+- :mod:`pg.record.provenance` — git, packages, system and command facts of a run;
+- :mod:`pg.record.tracker` — a connection to one experiment: create and edit runs;
+- :mod:`pg.record.writer` — one run being written (metrics off the training's hot path);
+- :mod:`pg.record.reader` — runs, histories, artifacts and snapshots read back.
+
+Submodules are imported on demand: ``python -m pg.run --help`` must not pay for MLflow.
+"""

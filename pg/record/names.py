@@ -1,0 +1,88 @@
+"""Every name in the record, once.
+
+These strings are a public format: users' stores hold them and ``analysis``,
+``pg.reproduce`` and the MLflow UI read them back.  Change one only together with a reader
+that still understands the old name, and a test that reads an old store
+(``tests/data/store-0.1.0``).
+"""
+
+from __future__ import annotations
+
+# -- run kinds (tag KIND) -------------------------------------------------------------
+KIND_RUN = "run"  # a single training run (pg.run, pg.reproduce)
+KIND_SWEEP = "sweep"  # the parent run of a sweep
+KIND_TRIAL = "trial"  # one trial: the training run itself, or the parent of its seeds
+KIND_SEED = "seed"  # one seed of a multi-seed trial
+
+# -- tags -------------------------------------------------------------------------------
+TAG_PREFIX = "pg."
+KIND = "pg.kind"
+VERSION = "pg.version"
+COMMAND = "pg.command"
+PYTHON = "pg.python"
+GIT_COMMIT = "pg.git_commit"
+GIT_DIRTY = "pg.git_dirty"
+ENV = "pg.env"
+ALGO = "pg.algo"
+SEED = "pg.seed"
+SEEDS = "pg.seeds"  # a multi-seed trial: its seeds, comma-separated
+SEED_INDEX = "pg.seed_index"
+OBJECTIVE = "pg.objective"  # name of the metric the run is judged by
+SOLVED = "pg.solved"
+STEPS = "pg.steps"
+REPRODUCE = "pg.reproduce"
+ERROR = "pg.error"
+STOPPED = "pg.stopped"  # why a run was stopped early (pruned, Ctrl-C, orphaned)
+SOURCE_RUN = "pg.source_run"  # a reproduction: the run it re-ran
+SOURCE_TRIAL = "pg.source_trial"
+STUDY = "pg.study"
+TRIAL_NUMBER = "pg.trial_number"
+TRIAL_STATE = "pg.trial_state"  # Optuna's final state: COMPLETE | PRUNED | FAIL
+TRIAL_REASON = "pg.trial_reason"
+STORAGE = "pg.storage"  # a sweep's study storage (redacted)
+# Older spellings of STORAGE that readers still accept.
+STORAGE_ALIASES = (STORAGE, "pg.study_storage", "pg.optuna_storage")
+SAMPLER = "pg.sampler"
+PRUNER = "pg.pruner"
+DIRECTION = "pg.direction"
+BEST_TRIAL = "pg.best_trial"
+BEST_VALUE = "pg.best_value"
+BEST_RUN_ID = "pg.best_run_id"
+N_TRIALS_DONE = "pg.n_trials_done"
+N_STATE_PREFIX = "pg.n_"  # pg.n_complete, pg.n_pruned, pg.n_fail, ...
+
+# MLflow's own tags that pg sets or reads.
+PARENT_RUN = "mlflow.parentRunId"
+NOTE = "mlflow.note.content"
+SOURCE_NAME = "mlflow.source.name"
+SOURCE_TYPE = "mlflow.source.type"
+SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
+
+# -- artifacts -------------------------------------------------------------------------
+SNAPSHOT_DIR = "config"
+SNAPSHOT_CONFIG = "config/config.yaml"
+SNAPSHOT_OVERRIDES = "config/overrides.yaml"
+SNAPSHOT_HYDRA = "config/hydra.yaml"
+LOCK_FILE = "environment/requirements.txt"
+SYSTEM_FILE = "environment/system.json"
+MODEL_DIR = "model"
+CURVE_FILE = "plots/learning_curve.png"
+TRACEBACK_FILE = "error/traceback.txt"
+SWEEP_DEFINITION = "sweep/definition.yaml"
+SWEEP_COMMAND = "sweep/command_line.txt"
+TRIALS_CSV = "sweep/trials.csv"
+BEST_YAML = "sweep/best_params.yaml"
+HISTORY_PNG = "sweep/optimization_history.png"
+IMPORTANCE_PNG = "sweep/param_importance.png"
+
+# -- metrics the record adds to the training's own (pg.core.metrics) -------------------
+BEST_VALUE_METRIC = "best_value"  # on a sweep's parent run
+
+# -- Optuna study and trial attributes ---------------------------------------------------
+ATTR_OWNER = "pg.owner"  # trial system attr: host:pid of the process running it
+ATTR_RUN_ID = "pg.run_id"  # trial system attr: its MLflow run, set when the run starts
+ATTR_REASON = "pg.reason"  # trial system attr: why it failed or was pruned
+ATTR_SWEEP_RUN = "pg.sweep_run_id"  # study user attr: the MLflow parent run
+ATTR_MLFLOW_RUN = "mlflow_run_id"  # trial user attr: its MLflow run, set when it ends
+ATTR_ENV_STEPS = "env_steps"  # trial user attr
+ATTR_SEED_VALUES = "seed_values"  # trial user attr: one final objective per seed

@@ -1,0 +1,112 @@
+"""Provenance: what a run was made with (code, packages, machine, command line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pg.record import names
+from pg.record.store import redact
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Dotted keys to string values, the form MLflow params take."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = "null" if value is None else str(value)
+    return out
+
+
+@cache
+def git_state(cwd: Path) -> tuple[str | None, bool | None]:
+    """Commit and dirty flag of the checkout holding the code, when there is one."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return None, None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return commit.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+@cache
+def package_lock() -> str:
+    """``pip freeze``-style list of installed distributions, read without running pip.
+
+    Cached: the installed packages do not change while a process runs, and a sweep worker
+    would otherwise read every distribution's metadata once per trial."""
+    from importlib.metadata import distributions
+
+    seen: dict[str, str] = {}
+    for dist in distributions():
+        name = dist.metadata["Name"]
+        if name and name.lower() not in seen:
+            seen[name.lower()] = f"{name}=={dist.version}"
+    return "\n".join(seen[k] for k in sorted(seen)) + "\n"
+
+
+def system_facts(torch_threads: int) -> dict[str, Any]:
+    """Facts about the machine that can change a run's numbers.
+
+    ``torch_threads`` is the count the training sets, passed in because the process may
+    not have set it yet when the facts are recorded.
+    """
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch_threads,
+    }
+
+
+def command_line() -> str:
+    """The command as typed (``python -m pg.run …``), password redacted."""
+    return redact(" ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]))
+
+
+def base_tags() -> dict[str, str]:
+    """Tags every run carries: what made it, so it can be found and re-made."""
+    from pg import __version__
+
+    commit, dirty = git_state(Path(__file__).resolve().parent)
+    tags = {
+        names.VERSION: __version__,
+        names.COMMAND: command_line(),
+        names.PYTHON: platform.python_version(),
+        names.SOURCE_NAME: "pg.run",
+        names.SOURCE_TYPE: "LOCAL",
+    }
+    if commit:
+        tags[names.GIT_COMMIT] = commit
+        tags[names.SOURCE_GIT_COMMIT] = commit
+        tags[names.GIT_DIRTY] = str(dirty).lower()
+    return tags
+
+
+def system_json(torch_threads: int) -> str:
+    return json.dumps(system_facts(torch_threads), indent=2)
