@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -193,14 +194,19 @@ def test_both_envs_are_closed_when_training_raises(
 
     made: list[str] = []
     closed: list[str] = []
-    real = train_module.make_vec_env
+    real: Any = vars(train_module)["make_vec_env"]
 
-    def recording(*args: object, **kwargs: object) -> object:
-        env = real(*args, **kwargs)  # type: ignore[arg-type]
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        env = real(*args, **kwargs)
         name = f"env{len(made)}"
         made.append(name)
         close = env.close
-        env.close = lambda: (closed.append(name), close())[1]  # type: ignore[method-assign]
+
+        def closing(**kw: Any) -> None:
+            closed.append(name)
+            close(**kw)
+
+        env.close = closing
         return env
 
     monkeypatch.setattr(train_module, "make_vec_env", recording)
