@@ -11,15 +11,14 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from pg.overrides import BadInput, parse_overrides
 from pg.record import names
 from pg.reproduction import (
     PROG,
-    BadInput,
     compare,
     get_run,
     make_plan,
     open_reader,
-    parse_overrides,
     run_plan,
     source_runs,
     warn_packages,

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("pg", "analysis", "hydra_plugins")
 RECORD = ROOT / "pg" / "record"
 STUDY_OWNER = ROOT / "pg" / "sweep" / "study.py"
-MAX_LINES = 400  # "about 350": a module past this is doing two jobs
+MAX_LINES = 360  # "about 350": a module past this is doing two jobs
 
 
 def sources() -> list[Path]:
