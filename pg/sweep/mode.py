@@ -106,6 +106,6 @@ def grid_study_name(arguments: list[str], spec: SweepSpec) -> str:
     from pg.sweep.space import parse_overrides
 
     keys = [o.get_key_element() for o in parse_overrides(arguments) if o.is_sweep_override()]
-    short = "-".join(k.rsplit(".", 1)[-1] for k in keys)[:40]
+    short = "-".join(sorted(k.rsplit(".", 1)[-1] for k in keys))[:40]
     text = "\n".join([*sorted(arguments), f"seeds={spec.seeds}", f"objective={spec.objective}"])
     return f"grid-{short}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"

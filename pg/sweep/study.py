@@ -211,16 +211,25 @@ def _cut_short(trial: FrozenTrial) -> bool:
 
 
 def budget(study: optuna.Study, spec: SweepSpec) -> int | None:
-    """Trials the study may hold: ``n_trials``; a grid adds one per combination cut short."""
+    """Trials the study may hold: ``n_trials``; a grid adds one per combination requeued.
+
+    Only queued trials (``enqueue_trial`` marks them ``fixed_params``) widen a grid's
+    budget: a trial cut short but not (yet) queued again must not let the grid sampler
+    ask a new trial, it would repeat a random combination.
+    """
     if spec.n_trials is None:
         return None
     if spec.mode != "grid":
         return spec.n_trials
-    return spec.n_trials + sum(1 for t in study.get_trials(deepcopy=False) if _cut_short(t))
+    trials = study.get_trials(deepcopy=False)
+    return spec.n_trials + sum(1 for t in trials if QUEUED in t.system_attrs)
+
+
+QUEUED = "fixed_params"  # Optuna's system attribute of a trial made by enqueue_trial
 
 
 def _combination(trial: FrozenTrial) -> str:
-    params = trial.params or trial.system_attrs.get("fixed_params") or {}
+    params = trial.params or trial.system_attrs.get(QUEUED) or {}
     return json.dumps(params, sort_keys=True, default=str)
 
 
@@ -229,7 +238,7 @@ def requeue_cut_short(study: optuna.Study, lock: BudgetLock) -> list[int]:
 
     Optuna's grid sampler counts a FAIL as visited and would never return to it; the
     queued trial (``enqueue_trial``) is asked before any new combination, and the budget
-    grows by one for each trial cut short, so every combination ends up run exactly once.
+    grows by one for each queued trial, so every combination ends up run exactly once.
     """
     with lock.held():
         trials = study.get_trials(deepcopy=False)
@@ -252,7 +261,7 @@ def claim_mode(study: optuna.Study, mode: str, grid: dict[str, list[Any]] | None
     attrs = study.user_attrs
     had_trials = bool(study.get_trials(deepcopy=False))
     stored = attrs.get(ATTR_MODE) or ("search" if had_trials else None)
-    axes = json.dumps(grid, default=str) if grid is not None else None
+    axes = json.dumps(grid, sort_keys=True, default=str) if grid is not None else None
     hint = "choose another hydra.sweeper.study_name"
     if stored is not None and stored != mode:
         raise SweepError(
