@@ -165,10 +165,13 @@ def configurations_table(study: optuna.Study) -> pd.DataFrame:
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
+    from pg.sweep.study import RERUN_REASONS
+
     groups: dict[str, dict[str, Any]] = {}
     for t in study.get_trials(deepcopy=False):
         if not t.params:
             continue
+        reason = str(t.system_attrs.get(names.ATTR_REASON, ""))
         config = {k: v for k, v in t.params.items() if k != SEED}
         row = groups.setdefault(
             repr(sorted(config.items())),
@@ -182,9 +185,7 @@ def configurations_table(study: optuna.Study) -> pd.DataFrame:
         if t.state == TrialState.COMPLETE and t.value is not None:
             row["seeds"].append(t.params.get(SEED))
             row["values"].append(float(t.value))
-        elif t.state.is_finished() and not str(
-            t.system_attrs.get(names.ATTR_REASON, "")
-        ).startswith(("orphaned", "interrupted")):
+        elif t.state.is_finished() and not reason.startswith(RERUN_REASONS):
             row["n_not_complete"] += 1
     rows = []
     for row in groups.values():
