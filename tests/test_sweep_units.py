@@ -49,7 +49,7 @@ def test_command_line_replaces_or_fixes_file_entries() -> None:
     ("settings", "message"),
     [
         ({"n_trails": 3}, "unknown key"),
-        ({"sampler": {"name": "grid"}}, "unknown sampler"),
+        ({"sampler": {"name": "annealing"}}, "unknown sampler"),
         ({"pruner": "patient"}, "unknown pruner"),
         ({"n_trials": None, "timeout": None}, "needs an end"),
         ({"seeds": 0}, "seeds"),

@@ -45,6 +45,7 @@ STORAGE_ALIASES = (STORAGE, "pg.study_storage", "pg.optuna_storage")
 SAMPLER = "pg.sampler"
 PRUNER = "pg.pruner"
 DIRECTION = "pg.direction"
+SWEEP_MODE = "pg.sweep_mode"  # a sweep's parent run: grid | search
 BEST_TRIAL = "pg.best_trial"
 BEST_VALUE = "pg.best_value"
 BEST_RUN_ID = "pg.best_run_id"
@@ -74,6 +75,7 @@ TRIALS_CSV = "sweep/trials.csv"
 BEST_YAML = "sweep/best_params.yaml"
 HISTORY_PNG = "sweep/optimization_history.png"
 IMPORTANCE_PNG = "sweep/param_importance.png"
+CONFIGURATIONS_CSV = "sweep/configurations.csv"  # a grid: each configuration over its seeds
 
 # -- metrics the record adds to the training's own (pg.core.metrics) -------------------
 BEST_VALUE_METRIC = "best_value"  # on a sweep's parent run
@@ -83,6 +85,8 @@ ATTR_OWNER = "pg.owner"  # trial system attr: host:pid of the process running it
 ATTR_RUN_ID = "pg.run_id"  # trial system attr: its MLflow run, set when the run starts
 ATTR_REASON = "pg.reason"  # trial system attr: why it failed or was pruned
 ATTR_SWEEP_RUN = "pg.sweep_run_id"  # study user attr: the MLflow parent run
+ATTR_MODE = "pg.mode"  # study user attr: grid | search (absent: a search, pg <= 0.1)
+ATTR_GRID = "pg.grid"  # study user attr: a grid's axes and values
 ATTR_MLFLOW_RUN = "mlflow_run_id"  # trial user attr: its MLflow run, set when it ends
 ATTR_ENV_STEPS = "env_steps"  # trial user attr
 ATTR_SEED_VALUES = "seed_values"  # trial user attr: one final objective per seed

@@ -13,12 +13,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from pg.record import names
+from pg.sweep.mode import resolve
 from pg.sweep.spec import Plan, SweepError, build_spec, plan
 from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job, work
 
@@ -39,8 +41,9 @@ def run_from_hydra(settings: dict[str, Any], config: DictConfig, arguments: list
     container = OmegaConf.to_container(OmegaConf.create(settings), resolve=True)
     assert isinstance(container, dict)
     clean = {str(k): v for k, v in container.items()}
+    cli_hydra = [str(o) for o in hydra.overrides.hydra]
     try:
-        sweep = Sweep.prepare(clean, arguments, conf_dir, str(hydra.job.config_name))
+        sweep = Sweep.prepare(clean, arguments, conf_dir, str(hydra.job.config_name), cli_hydra)
     except SweepError as exc:
         print(f"pg: invalid sweep: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -72,21 +75,33 @@ class Sweep:
 
     @classmethod
     def prepare(
-        cls, settings: dict[str, Any], arguments: list[str], conf_dir: str, config_name: str
+        cls,
+        settings: dict[str, Any],
+        arguments: list[str],
+        conf_dir: str,
+        config_name: str,
+        cli_hydra: list[str] | None = None,
     ) -> Sweep:
-        """Check the whole definition and open the study; no MLflow run yet."""
+        """Check the whole definition and open the study; no MLflow run yet.
+
+        ``cli_hydra`` are the command line's ``hydra.*`` overrides: together with the
+        task's own they decide grid or search (:mod:`pg.sweep.mode`).
+        """
         import optuna
 
         from pg.record.store import TrackingUnavailableError, default_study_storage, resolve_store
         from pg.sweep.compose import compose_trial, ensure_hydra
         from pg.sweep.factories import make_pruner, make_sampler
         from pg.sweep.space import edge_points, override_line
-        from pg.sweep.study import open_storage
+        from pg.sweep.study import claim_mode, open_storage
 
-        spec = build_spec(settings)
+        spec = resolve(build_spec(settings), arguments, cli_hydra or [])
         the_plan = plan(spec, arguments)
+        if the_plan.mode == "grid":  # every combination once: the grid is the budget
+            spec = replace(spec, n_trials=the_plan.n_combinations, mode="grid")
+            the_plan.spec = spec
         the_plan.base_overrides.insert(0, QUIET)
-        make_sampler(spec)
+        make_sampler(spec, grid=the_plan.grid)
         make_pruner(spec)
         ensure_hydra(conf_dir)
         base = compose_trial(config_name, the_plan.base_overrides).config
@@ -117,6 +132,7 @@ class Sweep:
                 f"study '{spec.study_name}' in {_redacted(url)} was created to "
                 f"{study.direction.name.lower()}, this sweep asks to {spec.direction}"
             )
+        claim_mode(study, the_plan.mode, the_plan.grid if the_plan.mode == "grid" else None)
         deadline = time.time() + spec.timeout if spec.timeout is not None else None
         job = Job(
             settings=spec.to_dict(),
@@ -132,12 +148,13 @@ class Sweep:
 
     # -- running ---------------------------------------------------------------
     def run(self) -> float:
-        from pg.sweep.results import best_line, best_trial, publish
+        from pg.sweep.results import best_line, best_trial, configurations_lines, publish
 
+        self._header()
         self._close_orphans()
+        self._requeue()
         self.parent = self._parent_run()
         self.job.sweep_run_id = self.parent.run_id if self.parent else None
-        self._header()
         status, code = "FINISHED", EXIT_OK
         try:
             code = self._run_workers()
@@ -164,7 +181,11 @@ class Sweep:
                 f"'{self.base.tracking.experiment}' at {self.tracker.location.display}",
                 flush=True,
             )
-        print(best_line(self.study), flush=True)
+        if self.plan.mode == "grid":
+            for line in configurations_lines(self.study):
+                print(line, flush=True)
+        else:
+            print(best_line(self.study), flush=True)
         if code == EXIT_FAILURES:
             print(
                 f"pg: sweep stopped: more than {self.plan.spec.max_failure_rate:.0%} of "
@@ -179,19 +200,37 @@ class Sweep:
         return float(best.value) if best is not None and best.value is not None else float("nan")
 
     def _header(self) -> None:
-        spec = self.plan.spec
+        """First line: which rule applied (grid or search), then where the study lives."""
+        spec, the_plan = self.plan.spec, self.plan
         done = len(self.study.get_trials(deepcopy=False))
-        budget = f"{spec.n_trials} trials" if spec.n_trials is not None else "no trial limit"
         timeout = f", timeout {spec.timeout:g} s" if spec.timeout is not None else ""
-        space = ", ".join(self.plan.space)
-        sampler, pruner = spec.sampler.get("name", "tpe"), spec.pruner.get("name", "median")
-        print(
-            f"pg: sweep '{spec.study_name}' ({budget}{timeout}; {done} already in the study) "
-            f"over {space}; {spec.workers} worker(s), {spec.seeds} seed(s) per trial, "
-            f"sampler {sampler}, pruner {pruner}",
-            flush=True,
-        )
+        seeds = the_plan.seeds or the_plan.seed_list(self.base.seed)
+        per_trial = f"seeds {','.join(map(str, seeds))} per trial" if len(seeds) > 1 else ""
+        if the_plan.mode == "grid":
+            axes = " x ".join(f"{k} ({len(v)})" for k, v in the_plan.grid.items())
+            what = f"grid of {the_plan.n_combinations} combinations: {axes}"
+        else:
+            budget = f"{spec.n_trials} trials" if spec.n_trials is not None else "no trial limit"
+            sampler = spec.sampler.get("name", "tpe")
+            what = f"search: {budget}, {sampler} over {', '.join(the_plan.space)}"
+        extras = [
+            f"study '{spec.study_name}' ({done} already in it){timeout}",
+            f"{spec.workers} worker(s)",
+            f"pruner {spec.pruner.get('name', 'median')}",
+        ]
+        if per_trial:
+            extras.insert(2, per_trial)
+        print(f"pg: {what}; {'; '.join(extras)}", flush=True)
         print(f"pg: study storage {_redacted(self.job.storage_url)}", flush=True)
+
+    def _requeue(self) -> None:
+        if self.plan.mode != "grid":
+            return
+        from pg.sweep.study import BudgetLock, requeue_cut_short
+
+        lock = BudgetLock(self.job.storage_url, self.plan.spec.study_name)
+        for number in requeue_cut_short(self.study, lock):
+            print(f"pg: trial {number}'s combination queued to run again", flush=True)
 
     def _run_workers(self) -> int:
         """This process is worker 0; workers 1..N-1 are processes of their own."""
@@ -252,6 +291,7 @@ class Sweep:
                     names.PRUNER: str(spec.pruner.get("name", "median")),
                     names.OBJECTIVE: self.base.train.objective,
                     names.DIRECTION: spec.direction,
+                    names.SWEEP_MODE: self.plan.mode,
                 },
             )
             self.study.set_user_attr(names.ATTR_SWEEP_RUN, run.run_id)

@@ -12,12 +12,16 @@ if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
 
 
-def make_sampler(spec: SweepSpec, seed_offset: int = 0) -> BaseSampler:
+def make_sampler(
+    spec: SweepSpec, seed_offset: int = 0, grid: dict[str, list[Any]] | None = None
+) -> BaseSampler:
     """The sampler; ``seed_offset`` keeps workers and resumed runs from repeating draws."""
     import optuna
 
     options = dict(spec.sampler)
     name = options.pop("name", "tpe")
+    if name == "grid":
+        return _grid_sampler(grid or {}, options)
     classes: dict[str, Any] = {
         "tpe": optuna.samplers.TPESampler,
         "random": optuna.samplers.RandomSampler,
@@ -28,6 +32,27 @@ def make_sampler(spec: SweepSpec, seed_offset: int = 0) -> BaseSampler:
         options["seed"] = int(options["seed"]) + seed_offset
     sampler: BaseSampler = _build("sampler", name, classes, options)
     return sampler
+
+
+def _grid_sampler(grid: dict[str, list[Any]], options: dict[str, Any]) -> BaseSampler:
+    """Optuna's grid sampler; trial ``n`` of the study is combination ``n``.
+
+    Its seed only shuffles the order and must be the same in every process (never
+    offset), so all of them agree on which combination a trial number is.  Its
+    ``after_trial`` calls ``study.stop()``, which only works inside ``Study.optimize``:
+    with ask/tell the budget (the number of combinations) ends the sweep instead.
+    """
+    from optuna.samplers import GridSampler
+
+    unknown = sorted(set(options) - {"seed"})
+    if unknown:
+        raise SweepError(f"sampler 'grid' has no option {', '.join(unknown)} (it takes: seed)")
+
+    class _AskTellGrid(GridSampler):
+        def after_trial(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return _AskTellGrid(grid, seed=options.get("seed") or 0)
 
 
 def make_pruner(spec: SweepSpec) -> BasePruner:

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import OmegaConf
 
 from pg.record import names
-from pg.record.names import BEST_YAML, HISTORY_PNG, IMPORTANCE_PNG, TRIALS_CSV
+from pg.record.names import (
+    BEST_YAML,
+    CONFIGURATIONS_CSV,
+    HISTORY_PNG,
+    IMPORTANCE_PNG,
+    TRIALS_CSV,
+)
+from pg.sweep.mode import SEED
 
 if TYPE_CHECKING:
     import optuna
@@ -16,7 +23,7 @@ if TYPE_CHECKING:
     from pg.record.writer import TrackedRun
     from pg.sweep.spec import Plan
 
-__all__ = ["BEST_YAML", "HISTORY_PNG", "IMPORTANCE_PNG", "TRIALS_CSV"]
+__all__ = ["BEST_YAML", "CONFIGURATIONS_CSV", "HISTORY_PNG", "IMPORTANCE_PNG", "TRIALS_CSV"]
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -117,6 +124,8 @@ def publish(study: optuna.Study, plan: Plan, run: TrackedRun | None) -> None:
     importance = importance_png(study)
     if importance is not None:
         files[IMPORTANCE_PNG] = importance
+    if plan.mode == "grid":
+        files[CONFIGURATIONS_CSV] = configurations_table(study).to_csv(index=False)
     run.log_files(files)
     counts = study_summary_counts(study)
     tags = {f"{names.N_STATE_PREFIX}{k.lower()}": str(v) for k, v in counts.items()}
@@ -143,3 +152,89 @@ def best_line(study: optuna.Study) -> str:
     run = best.user_attrs.get(names.ATTR_MLFLOW_RUN)
     where = f", MLflow run {run}" if run else ""
     return f"pg: best trial {best.number}: value {best.value:.4g}  {params}{where}"
+
+
+def configurations_table(study: optuna.Study) -> pd.DataFrame:
+    """A grid's configurations (its params but the seed), each over its seeds.
+
+    One row per configuration: its completed seeds, their values, the mean and the
+    half-width of the 95 % Student-t interval of the mean (empty below two seeds); best
+    first.  Failed or pruned combinations are counted, not averaged.
+    """
+    import pandas as pd
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    from pg.sweep.study import RERUN_REASONS
+
+    groups: dict[str, dict[str, Any]] = {}
+    for t in study.get_trials(deepcopy=False):
+        if not t.params:
+            continue
+        reason = str(t.system_attrs.get(names.ATTR_REASON, ""))
+        config = {k: v for k, v in t.params.items() if k != SEED}
+        row = groups.setdefault(
+            repr(sorted(config.items())),
+            {
+                **{f"params.{k}": v for k, v in config.items()},
+                "seeds": [],
+                "values": [],
+                "n_not_complete": 0,
+            },
+        )
+        if t.state == TrialState.COMPLETE and t.value is not None:
+            row["seeds"].append(t.params.get(SEED))
+            row["values"].append(float(t.value))
+        elif t.state.is_finished() and not reason.startswith(RERUN_REASONS):
+            row["n_not_complete"] += 1
+    rows = []
+    for row in groups.values():
+        mean, half = _mean_ci(row["values"])
+        rows.append({**row, "n": len(row["values"]), "mean": mean, "ci95": half})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    maximize = study.direction == StudyDirection.MAXIMIZE
+    return frame.sort_values("mean", ascending=not maximize, na_position="last")
+
+
+def _mean_ci(values: list[float]) -> tuple[float, float]:
+    import math
+
+    if not values:
+        return math.nan, math.nan
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.nan
+    from scipy import stats
+
+    n = len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+
+
+def configurations_lines(study: optuna.Study) -> list[str]:
+    """The end-of-grid table for the console, best configuration first."""
+    import math
+
+    frame = configurations_table(study)
+    if frame.empty:
+        return [f"pg: study '{study.study_name}': no trial completed"]
+    out = ["pg: configurations (mean ± 95% CI over seeds, best first):"]
+    for row in frame.to_dict("records"):
+        config = " ".join(
+            f"{k[len('params.') :]}={v}" for k, v in row.items() if k.startswith("params.")
+        )
+        if math.isnan(row["mean"]):
+            value = "no seed completed"
+        elif math.isnan(row["ci95"]):
+            value = f"{row['mean']:.4g}"
+        else:
+            value = f"{row['mean']:.4g} ± {row['ci95']:.3g}"
+        seeds = ",".join(str(s) for s in sorted(s for s in row["seeds"] if s is not None))
+        seeds = f", seeds {seeds}" if seeds else ""
+        failed = f", {row['n_not_complete']} not complete" if row["n_not_complete"] else ""
+        out.append(
+            f"pg:   {config or '(one configuration)'}: {value}  (n={row['n']}{seeds}{failed})"
+        )
+    return out

@@ -10,12 +10,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pg.sweep.mode import MODES, SEED
 from pg.sweep.space import SpaceError, distribution, entry_line, parse_overrides
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
-SAMPLERS = ("tpe", "random", "cmaes", "qmc")
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
 PRUNERS = ("median", "hyperband", "none")
 DIRECTIONS = ("maximize", "minimize")
 
@@ -28,6 +29,7 @@ class SweepError(ValueError):
 class SweepSpec:
     """The settings of one sweep (keys of a sweep file, under ``hydra.sweeper``)."""
 
+    mode: str = "auto"  # auto | grid | search (see pg.sweep.mode.RULE)
     study_name: str = "cartpole_reinforce"
     storage: str | None = None  # null: sqlite file next to the MLflow store
     n_trials: int | None = 20  # total for the study, over every process and machine
@@ -55,11 +57,28 @@ class Plan:
     spec: SweepSpec
     space: dict[str, BaseDistribution]
     base_overrides: list[str]  # sweep-file fixed values, then the command line's own
+    mode: str = "search"  # grid | search
+    seeds: list[int] | None = None  # a search's seed=a,b,...: every trial runs all of them
+
+    def seed_list(self, base: int) -> list[int]:
+        """The seeds each trial trains: the command line's list, else base, base+1, ..."""
+        if self.seeds:
+            return list(self.seeds)
+        return [base + i for i in range(self.spec.seeds)]
+
+    @property
+    def grid(self) -> dict[str, list[Any]]:
+        """A grid's axes, in command-line order (every distribution is categorical)."""
+        return {k: list(getattr(d, "choices", ())) for k, d in self.space.items()}
+
+    @property
+    def n_combinations(self) -> int:
+        return math.prod(len(v) for v in self.grid.values())
 
 
 def build_spec(settings: dict[str, Any]) -> SweepSpec:
     known = set(SweepSpec.__dataclass_fields__)
-    unknown = sorted(set(settings) - known - {"_target_"})
+    unknown = sorted(set(settings) - known - {"_target_", "rule"})
     if unknown:
         raise SweepError(
             f"unknown key{'s' if len(unknown) > 1 else ''} in the sweep definition: "
@@ -85,6 +104,11 @@ def _check_spec(spec: SweepSpec) -> None:
             raise SweepError(message)
 
     need(bool(spec.study_name), "study_name must be a non-empty name")
+    need(spec.mode in MODES, f"mode={spec.mode!r} must be one of {', '.join(MODES)}")
+    need(
+        not (spec.mode == "search" and spec.sampler.get("name") == "grid"),
+        "mode=search with sampler grid: a grid is not a search; drop one of them",
+    )
     need(
         spec.n_trials is not None or spec.timeout is not None,
         "set n_trials, timeout or both (a sweep needs an end)",
@@ -120,8 +144,10 @@ def plan(spec: SweepSpec, arguments: list[str]) -> Plan:
 
     A command-line sweep (``algo.lr=0.01,0.001``, ``algo.gamma=interval(0.9,0.99)``)
     replaces the file's entry for that key; a plain command-line value fixes the key
-    and removes it from the space.
+    and removes it from the space.  ``seed`` is never searched: in a search its list
+    becomes the seeds of every trial; in a grid it is an axis like any other.
     """
+    grid = spec.mode == "grid" or spec.sampler.get("name") == "grid"
     try:
         file_params = parse_overrides([entry_line(k, v) for k, v in spec.params.items()])
         cli = parse_overrides(arguments)
@@ -131,23 +157,36 @@ def plan(spec: SweepSpec, arguments: list[str]) -> Plan:
 
     space: dict[str, BaseDistribution] = {}
     base: list[str] = []
+    seeds: list[int] | None = None
     for override in file_fixed:
         if override.is_sweep_override():
             raise SweepError(f"fixed: {override.input_line} is a sweep; move it to params")
         base.append(str(override.input_line))
-    for override in file_params:
+    for override in [*file_params, *cli]:
         key = override.get_key_element()
         if not override.is_sweep_override():
-            base.append(str(override.input_line))
-            continue
-        space[key] = _distribution(override)
-    for override in cli:
-        key = override.get_key_element()
-        if override.is_sweep_override():
-            space[key] = _distribution(override)
-        else:
             space.pop(key, None)
+            if key == SEED:
+                seeds = None
             base.append(str(override.input_line))
+        elif key == SEED and not grid:
+            seeds = _seed_values(override)
+            space.pop(key, None)
+        else:
+            space[key] = _grid_axis(override) if grid else _distribution(override)
+    if seeds is not None and len(seeds) == 1:
+        base.append(f"{SEED}={seeds[0]}")
+        seeds = None
+    if grid and SEED in space and spec.seeds != 1:
+        raise SweepError(
+            f"seed is an axis of this grid and seeds={spec.seeds} gives each combination "
+            "more seeds: use one of them"
+        )
+    if seeds is not None and spec.seeds != 1:
+        raise SweepError(
+            f"seed={','.join(map(str, seeds))} and seeds={spec.seeds} both set a trial's "
+            "seeds: give a seed list or hydra.sweeper.seeds, not both"
+        )
     if not space:
         raise SweepError(
             "the search space is empty: give params in the sweep file or a sweep on the "
@@ -155,7 +194,39 @@ def plan(spec: SweepSpec, arguments: list[str]) -> Plan:
         )
     if spec.objective:
         base.insert(0, f"train.objective={spec.objective}")
-    return Plan(spec, space, base)
+    return Plan(spec, space, base, "grid" if grid else "search", seeds)
+
+
+def _seed_values(override: Any) -> list[int]:
+    """``seed=0,1,2`` or ``seed=range(0,3)``: the seeds each trial runs on."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    dist = _distribution(override)
+    if isinstance(dist, IntDistribution) and not dist.log:
+        return list(range(dist.low, dist.high + 1, dist.step))
+    if isinstance(dist, CategoricalDistribution):
+        values = [v for v in dist.choices if isinstance(v, int) and not isinstance(v, bool)]
+        if len(values) == len(dist.choices):
+            return values
+    raise SweepError(
+        f"{override.input_line}: seeds are not searched; give integers "
+        "(seed=0,1,2 or seed='range(0,3)')"
+    )
+
+
+def _grid_axis(override: Any) -> BaseDistribution:
+    """A grid axis: a list, ``choice(...)`` or an int ``range(...)`` (expanded)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    dist = _distribution(override)
+    if isinstance(dist, CategoricalDistribution):
+        return dist
+    if isinstance(dist, IntDistribution) and not dist.log:
+        return CategoricalDistribution(list(range(dist.low, dist.high + 1, dist.step)))
+    raise SweepError(
+        f"{override.input_line}: a grid needs a finite list of values "
+        "(a=1,2,3, choice(...) or range(...)); for a search set hydra.sweeper.mode=search"
+    )
 
 
 def _distribution(override: Any) -> BaseDistribution:

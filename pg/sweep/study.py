@@ -19,6 +19,7 @@ period (owner elsewhere), is marked FAIL; the caller closes its MLflow runs as K
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pg.record.names import ATTR_GRID, ATTR_MODE
 from pg.record.names import ATTR_OWNER as OWNER
 from pg.record.names import ATTR_REASON as REASON
 from pg.record.store import file_lock, redact
@@ -191,7 +193,89 @@ class BudgetLock:
 
 
 def n_trials_in(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False))
+    """Trials asked so far; a queued (WAITING) trial is not, asking pops it."""
+    from optuna.trial import TrialState
+
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING)
+
+
+# A FAIL with one of these reasons was cut short, not judged: a grid runs it again.
+RERUN_REASONS = ("orphaned", "interrupted")
+
+
+def _cut_short(trial: FrozenTrial) -> bool:
+    from optuna.trial import TrialState
+
+    reason = str(trial.system_attrs.get(REASON, ""))
+    return trial.state == TrialState.FAIL and reason.startswith(RERUN_REASONS)
+
+
+def budget(study: optuna.Study, spec: SweepSpec) -> int | None:
+    """Trials the study may hold: ``n_trials``; a grid adds one per combination requeued.
+
+    Only queued trials (``enqueue_trial`` marks them ``fixed_params``) widen a grid's
+    budget: a trial cut short but not (yet) queued again must not let the grid sampler
+    ask a new trial, it would repeat a random combination.
+    """
+    if spec.n_trials is None:
+        return None
+    if spec.mode != "grid":
+        return spec.n_trials
+    trials = study.get_trials(deepcopy=False)
+    return spec.n_trials + sum(1 for t in trials if QUEUED in t.system_attrs)
+
+
+QUEUED = "fixed_params"  # Optuna's system attribute of a trial made by enqueue_trial
+
+
+def _combination(trial: FrozenTrial) -> str:
+    params = trial.params or trial.system_attrs.get(QUEUED) or {}
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def requeue_cut_short(study: optuna.Study, lock: BudgetLock) -> list[int]:
+    """Grid: queue once more each combination whose only trials were killed or interrupted.
+
+    Optuna's grid sampler counts a FAIL as visited and would never return to it; the
+    queued trial (``enqueue_trial``) is asked before any new combination, and the budget
+    grows by one for each queued trial, so every combination ends up run exactly once.
+    """
+    with lock.held():
+        trials = study.get_trials(deepcopy=False)
+        covered = {_combination(t) for t in trials if not _cut_short(t)}
+        queued = []
+        for trial in trials:
+            if _cut_short(trial) and _combination(trial) not in covered:
+                study.enqueue_trial(dict(trial.params), skip_if_exists=False)
+                covered.add(_combination(trial))
+                queued.append(trial.number)
+    return queued
+
+
+def claim_mode(study: optuna.Study, mode: str, grid: dict[str, list[Any]] | None) -> None:
+    """A study is a grid or a search for life; a grid keeps its axes.
+
+    Mixing them would break both: a search's trials would count against the grid's
+    combinations, and a changed grid would skip or repeat combinations.
+    """
+    attrs = study.user_attrs
+    had_trials = bool(study.get_trials(deepcopy=False))
+    stored = attrs.get(ATTR_MODE) or ("search" if had_trials else None)
+    axes = json.dumps(grid, sort_keys=True, default=str) if grid is not None else None
+    hint = "choose another hydra.sweeper.study_name"
+    if stored is not None and stored != mode:
+        raise SweepError(
+            f"study '{study.study_name}' is a {stored}, this sweep is a {mode}: {hint}"
+        )
+    if axes is not None and attrs.get(ATTR_GRID) not in (None, axes):
+        raise SweepError(
+            f"study '{study.study_name}' is a grid over {attrs[ATTR_GRID]}, this one is over "
+            f"{axes}: {hint}"
+        )
+    if ATTR_MODE not in attrs:
+        study.set_user_attr(ATTR_MODE, mode)
+    if axes is not None and ATTR_GRID not in attrs:
+        study.set_user_attr(ATTR_GRID, axes)
 
 
 def reserve(
@@ -204,11 +288,12 @@ def reserve(
     from optuna.trial import TrialState
 
     with lock.held():
-        if spec.n_trials is not None and n_trials_in(study) >= spec.n_trials:
+        limit = budget(study, spec)
+        if limit is not None and n_trials_in(study) >= limit:
             return None
         trial = study.ask(fixed_distributions=space)
         set_system_attr(study, trial, OWNER, owner_id())
-    if spec.n_trials is not None and trial.number >= spec.n_trials:
+    if limit is not None and trial.number >= limit:
         # Only reachable without a lock (neither SQLite nor PostgreSQL).
         set_system_attr(study, trial, REASON, "over budget")
         study.tell(trial, state=TrialState.FAIL)

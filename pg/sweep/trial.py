@@ -182,7 +182,8 @@ class _SeedRunner:
         from pg.record.tracker import tracker_for
 
         cfg = self.composed.config
-        k = self.plan.spec.seeds
+        seed_values = self.plan.seed_list(cfg.seed)
+        k = len(seed_values)
         tracked = cfg.tracking.enabled
         trial_run = None
         if tracked:
@@ -202,7 +203,7 @@ class _SeedRunner:
                 trial_run = self._start_trial_run()
                 outcome.run_id = trial_run.run_id
             parent = trial_run.run_id if trial_run is not None else None
-            seeds = [with_seed(self.composed, cfg.seed + i) for i in range(k)]
+            seeds = [with_seed(self.composed, s) for s in seed_values]
             gens = [
                 execution(
                     s.config,
@@ -243,7 +244,7 @@ class _SeedRunner:
             names.ENV: cfg.env.id,
             names.ALGO: cfg.algo.name,
             names.OBJECTIVE: cfg.train.objective,
-            names.SEEDS: ",".join(str(cfg.seed + i) for i in range(self.plan.spec.seeds)),
+            names.SEEDS: ",".join(str(s) for s in self.plan.seed_list(cfg.seed)),
         }
         run = tracker.start_run(f"trial-{self.trial.number}", tags, self.sweep_run_id)
         self._record_trial_run(run.run_id)

@@ -56,7 +56,7 @@ def load_study(job: Job, plan: Plan) -> optuna.Study:
     return optuna.load_study(
         study_name=plan.spec.study_name,
         storage=storage,
-        sampler=make_sampler(plan.spec, job.seed_offset),
+        sampler=make_sampler(plan.spec, job.seed_offset, plan.grid),
         pruner=make_pruner(plan.spec),
     )
 
