@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import optuna
 
     from pg.config import Config
+    from pg.sweep.ray_backend import RayCluster
+    from pg.sweep.study import Orphan
     from pg.tracking import TrackedRun, Tracker
 
 QUIET = "train.progress=false"  # trial progress bars would interleave; one line per trial
@@ -60,12 +62,14 @@ class Sweep:
         base: Config,
         study: optuna.Study,
         tracker: Tracker | None,
+        cluster: RayCluster | None = None,
     ) -> None:
         self.plan = plan
         self.job = job
         self.base = base
         self.study = study
         self.tracker = tracker
+        self.cluster = cluster  # backend=ray: where the workers run
         self.parent: TrackedRun | None = None
 
     @classmethod
@@ -93,6 +97,19 @@ class Sweep:
                 config_name,
                 [*the_plan.base_overrides, *(override_line(k, v) for k, v in point.items())],
             )
+        tracking_uri = resolve_store(base.tracking).uri
+        url = spec.storage or default_storage(tracking_uri)
+        cluster = None
+        if spec.backend == "ray":
+            from pg.sweep.ray_backend import connect
+
+            # Before any store or study exists; a later refusal disconnects at exit.
+            cluster = connect(
+                spec,
+                url,
+                tracking_uri if base.tracking.enabled else None,
+                [*arguments, repr(settings)],
+            )
         tracker = None
         if base.tracking.enabled:
             from pg.sweep.trial import tracker_for
@@ -101,7 +118,6 @@ class Sweep:
                 tracker = tracker_for(base.tracking)
             except TrackingUnavailableError as exc:
                 raise SweepError(str(exc)) from None
-        url = spec.storage or default_storage(resolve_store(base.tracking).uri)
         storage = open_storage(url, spec)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
@@ -116,6 +132,9 @@ class Sweep:
                 f"{study.direction.name.lower()}, this sweep asks to {spec.direction}"
             )
         deadline = time.time() + spec.timeout if spec.timeout is not None else None
+        if cluster is not None and tracker is not None:
+            # Workers on other nodes have neither this PG_HOME nor MLFLOW_TRACKING_URI.
+            arguments = [*arguments, f"tracking.uri={tracker.location.uri}"]
         job = Job(
             settings=spec.to_dict(),
             arguments=list(arguments),
@@ -126,7 +145,7 @@ class Sweep:
             deadline=deadline,
             seed_offset=len(study.get_trials(deepcopy=False)),
         )
-        return cls(the_plan, job, base, study, tracker)
+        return cls(the_plan, job, base, study, tracker, cluster)
 
     # -- running ---------------------------------------------------------------
     def run(self) -> float:
@@ -152,6 +171,8 @@ class Sweep:
             try:
                 publish(self.study, self.plan, self.parent)
             finally:
+                if self.cluster is not None:
+                    self.cluster.close()
                 if self.parent is not None:
                     if code == EXIT_FAILURES:
                         self.parent.set_tags({"pg.error": "too many failed trials"})
@@ -190,9 +211,13 @@ class Sweep:
             flush=True,
         )
         print(f"pg: study storage {_redacted(self.job.storage_url)}", flush=True)
+        if self.cluster is not None:
+            print(self.cluster.describe(), flush=True)
 
     def _run_workers(self) -> int:
         """This process is worker 0; workers 1..N-1 are processes of their own."""
+        if self.cluster is not None:
+            return self.cluster.run(self.job, self.plan, self.study, self._label_orphans)
         workers = self.plan.spec.workers
         if workers == 1:
             return work(self.job, self.plan)
@@ -282,7 +307,10 @@ class Sweep:
         """Trials left RUNNING by dead processes: FAIL in Optuna, KILLED in MLflow."""
         from pg.sweep.study import fail_orphans
 
-        orphans = fail_orphans(self.study, self.plan.spec)
+        self._label_orphans(fail_orphans(self.study, self.plan.spec))
+
+    def _label_orphans(self, orphans: list[Orphan]) -> None:
+        """Print the orphans and close their MLflow runs KILLED (FAIL in Optuna is done)."""
         for orphan in orphans:
             print(f"pg: trial {orphan.number} marked FAIL ({orphan.reason})", flush=True)
         if not orphans or self.tracker is None:
