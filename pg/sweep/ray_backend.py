@@ -347,6 +347,10 @@ def connect(
         paths = [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         os.environ["PYTHONPATH"] = os.pathsep.join(paths)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # A notice that token authentication is on (the safe default) on every sweep.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
         need = math.ceil(spec.workers * float(opts["num_cpus"]))
         _init(
             {
@@ -367,6 +371,13 @@ def connect(
     cluster = _inspect(ray, nodes, address, spec, env)
     _check_fit(cluster, nodes, storage_url, tracking_uri)
     return cluster
+
+
+class _DropThreadNotice(logging.Filter):
+    """Ray notes it sets no SIGTERM handler when connected from a helper thread; fine here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SIGTERM handler is not set")
 
 
 def _init(kwargs: dict[str, Any], what: str, timeout: float | None) -> None:
@@ -391,6 +402,7 @@ def _init(kwargs: dict[str, Any], what: str, timeout: float | None) -> None:
         except Exception as exc:
             result["error"] = exc
 
+    logging.getLogger("ray._private.worker").addFilter(_DropThreadNotice())
     if timeout is None:
         attempt()
     else:
