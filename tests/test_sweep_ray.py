@@ -544,3 +544,95 @@ def test_passwords_are_stripped_for_workers() -> None:
         "MLFLOW_TRACKING_USERNAME": "alice",
         "MLFLOW_TRACKING_PASSWORD": "pw",
     }
+
+
+# -- Ctrl-C on the controller, then resume ---------------------------------------------
+
+
+def test_ctrl_c_cancels_ray_workers_and_the_same_command_resumes(
+    store: Store, ray_temp: str
+) -> None:
+    """SIGINT to the controller's whole process group, as a terminal's Ctrl-C sends it."""
+    args = [
+        "-m",
+        *TINY,
+        "hydra.sweeper.backend=ray",
+        "hydra.sweeper.workers=2",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.pruner.name=none",
+    ]
+    env = store.env(RAY_TMPDIR=ray_temp, **auth_env(ray_temp))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pg.run",
+            *args,
+            "train.max_steps=200000",
+            "train.target_return=null",
+        ],
+        cwd=store.home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        running: list[Any] = []
+        while len(running) < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            if not any("pg: workers are Ray" in line for line in output):
+                continue
+            try:
+                trials = study(store).get_trials()
+            except Exception:
+                continue
+            running = [t for t in trials if "pg.run_id" in t.system_attrs]
+            running = [t for t in running if t.state.name == "RUNNING"]
+        assert len(running) == 2, "two trials never ran at once\n" + "".join(output)
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        reader.join(5)
+    text = "".join(output)
+    assert code == 130, text[-4000:]
+    assert "run the same command to continue" in text
+    st = study(store)
+    interrupted = {t.number for t in running}
+    for t in st.get_trials():
+        assert t.state.name != "RUNNING", t.number
+        if t.number in interrupted:
+            assert t.state.name == "FAIL"
+            assert t.system_attrs["pg.reason"].startswith("interrupted"), t.system_attrs
+    killed = [
+        r for r in runs_of(store, "trial") if int(r.data.tags["pg.trial_number"]) in interrupted
+    ]
+    assert len(killed) == 2
+    assert all(r.info.status == "KILLED" for r in killed), [r.info.status for r in killed]
+    (parent,) = runs_of(store, "sweep")
+    assert parent.info.status == "KILLED"
+    deadline = time.monotonic() + 15
+    while pids_mentioning(ray_temp) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not pids_mentioning(ray_temp), "the local Ray instance outlived Ctrl-C"
+
+    again = run_module(
+        "pg.run",
+        [*args, "train.max_steps=1500"],
+        store,
+        timeout=300,
+        **{k: v for k, v in env.items() if k.startswith("RAY_")},
+    )
+    ok(again)
+    st = study(store)
+    assert sorted(t.number for t in st.get_trials()) == [0, 1, 2, 3]
+    assert len(runs_of(store, "sweep")) == 1
+    assert_agree(store, st)

@@ -134,7 +134,9 @@ class Sweep:
         deadline = time.time() + spec.timeout if spec.timeout is not None else None
         if cluster is not None and tracker is not None:
             # Workers on other nodes have neither this PG_HOME nor MLFLOW_TRACKING_URI.
-            arguments = [*arguments, f"tracking.uri={tracker.location.uri}"]
+            from pg.sweep.space import override_line
+
+            arguments = [*arguments, override_line("tracking.uri", tracker.location.uri)]
         job = Job(
             settings=spec.to_dict(),
             arguments=list(arguments),

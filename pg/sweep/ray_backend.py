@@ -101,6 +101,7 @@ class RayCluster:
     gpus: float
     num_cpus: float
     num_gpus: float
+    workers: int
     secrets_from_nodes: bool  # URLs had passwords the nodes must supply themselves
 
     def describe(self) -> str:
@@ -111,10 +112,14 @@ class RayCluster:
         )
         gpus = f", {self.gpus:g} GPUs" if self.gpus else ""
         per = f"{self.num_cpus:g} CPU" + (f" + {self.num_gpus:g} GPU" if self.num_gpus else "")
-        return (
+        line = (
             f"pg: workers are Ray tasks on {where} ({self.nodes} node(s), {self.cpus:g} CPUs"
             f"{gpus}), {per} each"
         )
+        at_once = int(self.cpus // self.num_cpus) if self.num_cpus else 0
+        if at_once < self.workers:
+            line += f"; only {at_once} of the {self.workers} workers fit at once"
+        return line
 
     def close(self) -> None:
         """Disconnect; a local instance is shut down with its processes."""
@@ -302,6 +307,11 @@ def work_on_ray(job_json: str, index: int, mailbox: Any) -> int:
         )
     ensure_hydra(job.conf_dir)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Imported before open_storage() starts its answer timeout: a fresh Ray worker on a
+    # busy node can spend seconds importing, which is not the storage failing to answer.
+    import optuna.storages  # noqa: F401
+    import sqlalchemy  # noqa: F401
+
     return work(
         job,
         plan(build_spec(job.settings), job.arguments),
@@ -445,6 +455,7 @@ def _inspect(
         gpus=float(resources.get("GPU", 0)),
         num_cpus=float(spec.ray["num_cpus"]),
         num_gpus=float(spec.ray["num_gpus"]),
+        workers=spec.workers,
         secrets_from_nodes=bool(env) and address is not None,
     )
 
