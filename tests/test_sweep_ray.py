@@ -308,6 +308,8 @@ def test_ray_sweep_postgres_and_server_exact_trials_nested_and_pruned(
         assert run.data.tags["pg.trial_state"] == trial.state.name
         assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
         assert run.info.status == ("FINISHED" if trial.state.name == "COMPLETE" else "KILLED")
+        # The worker got the URI without user info (not merely redacted when logged).
+        assert run.data.params["tracking.uri"] == server.url
     assert parent.info.status == "FINISHED"
     names = {f.path for f in client.list_artifacts(parent.info.run_id, "sweep")}
     assert {"sweep/trials.csv", "sweep/best_params.yaml"} <= names

@@ -145,7 +145,11 @@ class RayCluster:
                 flush=True,
             )
         spec = plan.spec
-        mailbox = ray.remote(Mailbox).options(num_cpus=0).remote()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # On this process's node: a node that dies takes workers with it, not the mailbox.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        mailbox = ray.remote(Mailbox).options(num_cpus=0, scheduling_strategy=here).remote()
         task = ray.remote(work_on_ray)
         refs: dict[Any, int] = {}
         for i in range(spec.workers):
@@ -208,9 +212,6 @@ class Mailbox:
 
     def owner(self, index: int) -> str | None:
         return self.owners.get(index)
-
-    def all_owners(self) -> list[str]:
-        return list(self.owners.values())
 
 
 class _Watch:
