@@ -178,8 +178,8 @@ class RayHead:
         for proc in [*(self.nodes or []), self.proc]:
             if proc is None:
                 continue
-            try:
-                proc.wait(timeout=10)
+            try:  # Ray drains for up to 30 s on SIGTERM; a test has nothing left to drain
+                proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
