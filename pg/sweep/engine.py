@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from pg.core.config import Config
     from pg.record.tracker import Tracker
     from pg.record.writer import TrackedRun
+    from pg.sweep.ray_backend import RayCluster
+    from pg.sweep.study import Orphan
 
 QUIET = "train.progress=false"  # trial progress bars would interleave; one line per trial
 
@@ -65,12 +67,14 @@ class Sweep:
         base: Config,
         study: optuna.Study,
         tracker: Tracker | None,
+        cluster: RayCluster | None = None,
     ) -> None:
         self.plan = plan
         self.job = job
         self.base = base
         self.study = study
         self.tracker = tracker
+        self.cluster = cluster  # backend=ray: where the workers run
         self.parent: TrackedRun | None = None
 
     @classmethod
@@ -110,6 +114,19 @@ class Sweep:
                 config_name,
                 [*the_plan.base_overrides, *(override_line(k, v) for k, v in point.items())],
             )
+        tracking_uri = resolve_store(base.tracking).uri
+        url = spec.storage or default_study_storage(tracking_uri)
+        cluster = None
+        if spec.backend == "ray":
+            from pg.sweep.ray_backend import connect
+
+            # Before any store or study exists; a later refusal disconnects at exit.
+            cluster = connect(
+                spec,
+                url,
+                tracking_uri if base.tracking.enabled else None,
+                [*arguments, repr(settings)],
+            )
         tracker = None
         if base.tracking.enabled:
             from pg.record.tracker import tracker_for
@@ -118,7 +135,6 @@ class Sweep:
                 tracker = tracker_for(base.tracking)
             except TrackingUnavailableError as exc:
                 raise SweepError(str(exc)) from None
-        url = spec.storage or default_study_storage(resolve_store(base.tracking).uri)
         storage = open_storage(url, spec)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
@@ -134,6 +150,11 @@ class Sweep:
             )
         claim_mode(study, the_plan.mode, the_plan.grid if the_plan.mode == "grid" else None)
         deadline = time.time() + spec.timeout if spec.timeout is not None else None
+        if cluster is not None and tracker is not None:
+            # Workers on other nodes have neither this PG_HOME nor MLFLOW_TRACKING_URI.
+            from pg.sweep.space import override_line
+
+            arguments = [*arguments, override_line("tracking.uri", tracker.location.uri)]
         job = Job(
             settings=spec.to_dict(),
             arguments=list(arguments),
@@ -144,7 +165,7 @@ class Sweep:
             deadline=deadline,
             seed_offset=len(study.get_trials(deepcopy=False)),
         )
-        return cls(the_plan, job, base, study, tracker)
+        return cls(the_plan, job, base, study, tracker, cluster)
 
     # -- running ---------------------------------------------------------------
     def run(self) -> float:
@@ -171,6 +192,8 @@ class Sweep:
             try:
                 publish(self.study, self.plan, self.parent)
             finally:
+                if self.cluster is not None:
+                    self.cluster.close()
                 if self.parent is not None:
                     if code == EXIT_FAILURES:
                         self.parent.set_tags({names.ERROR: "too many failed trials"})
@@ -222,6 +245,8 @@ class Sweep:
             extras.insert(2, per_trial)
         print(f"pg: {what}; {'; '.join(extras)}", flush=True)
         print(f"pg: study storage {_redacted(self.job.storage_url)}", flush=True)
+        if self.cluster is not None:
+            print(self.cluster.describe(), flush=True)
 
     def _requeue(self) -> None:
         if self.plan.mode != "grid":
@@ -234,6 +259,8 @@ class Sweep:
 
     def _run_workers(self) -> int:
         """This process is worker 0; workers 1..N-1 are processes of their own."""
+        if self.cluster is not None:
+            return self.cluster.run(self.job, self.plan, self.study, self._label_orphans)
         workers = self.plan.spec.workers
         if workers == 1:
             return work(self.job, self.plan)
@@ -313,7 +340,10 @@ class Sweep:
         """Trials left RUNNING by dead processes: FAIL in Optuna, KILLED in MLflow."""
         from pg.sweep.study import fail_orphans
 
-        orphans = fail_orphans(self.study, self.plan.spec)
+        self._label_orphans(fail_orphans(self.study, self.plan.spec))
+
+    def _label_orphans(self, orphans: list[Orphan]) -> None:
+        """Print the orphans and close their MLflow runs KILLED (FAIL in Optuna is done)."""
         for orphan in orphans:
             print(f"pg: trial {orphan.number} marked FAIL ({orphan.reason})", flush=True)
         if not orphans or self.tracker is None:

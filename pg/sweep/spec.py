@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
 PRUNERS = ("median", "hyperband", "none")
 DIRECTIONS = ("maximize", "minimize")
+BACKENDS = ("local", "ray")
+RAY_DEFAULTS: dict[str, Any] = {
+    "address": None,  # null: RAY_ADDRESS, else a local Ray instance for this sweep
+    "num_cpus": 1,  # per worker
+    "num_gpus": 0,  # per worker
+    "check_timeout": 10,  # seconds the cluster has to answer before the sweep is refused
+}
 
 
 class SweepError(ValueError):
@@ -41,6 +48,8 @@ class SweepSpec:
     max_failure_rate: float = 0.5
     heartbeat_interval: int = 10  # seconds between a running trial's heartbeats
     grace_period: int = 60  # a RUNNING trial silent this long belonged to a dead process
+    backend: str = "local"  # local: worker processes here | ray: Ray tasks on a cluster
+    ray: dict[str, Any] = field(default_factory=lambda: dict(RAY_DEFAULTS))
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": 0})
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
     params: dict[str, Any] = field(default_factory=dict)
@@ -88,11 +97,14 @@ def build_spec(settings: dict[str, Any]) -> SweepSpec:
     for key in ("sampler", "pruner"):
         if isinstance(values.get(key), str):
             values[key] = {"name": values[key]}
-    for key in ("sampler", "pruner", "params", "fixed"):
+    for key in ("sampler", "pruner", "params", "fixed", "ray"):
         if key in values and values[key] is None:
             values[key] = {}
         if key in values and not isinstance(values[key], dict):
             raise SweepError(f"{key} must be a mapping, got {values[key]!r}")
+    if "ray" in values:
+        _check_ray_keys(values["ray"])
+        values["ray"] = {**RAY_DEFAULTS, **values["ray"]}
     spec = SweepSpec(**values)
     _check_spec(spec)
     return spec
@@ -137,6 +149,37 @@ def _check_spec(spec: SweepSpec) -> None:
     )
     pruner = spec.pruner.get("name", "median")
     need(pruner in PRUNERS, f"unknown pruner {pruner!r}: use one of {', '.join(PRUNERS)}")
+    need(
+        spec.backend in BACKENDS,
+        f"backend={spec.backend!r} must be one of {', '.join(BACKENDS)}",
+    )
+    _check_ray(spec)
+
+
+def _check_ray_keys(ray: dict[str, Any]) -> None:
+    unknown = sorted(set(ray) - set(RAY_DEFAULTS))
+    if unknown:
+        raise SweepError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} under ray: "
+            f"{', '.join(unknown)} (allowed: {', '.join(RAY_DEFAULTS)})"
+        )
+
+
+def _check_ray(spec: SweepSpec) -> None:
+    """The ``ray`` block is checked even with ``backend: local``: a typo is a typo."""
+    ray = spec.ray
+    address = ray["address"]
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise SweepError(f"ray.address={address!r} must be null, 'auto' or host:port of a Ray head")
+    for key, low, strict in (("num_cpus", 0, True), ("num_gpus", 0, False)):
+        value = ray[key]
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or math.isnan(value) or value < low or (strict and value == low):
+            bound = "> 0" if strict else ">= 0"
+            raise SweepError(f"ray.{key}={value!r} must be a number {bound}")
+    timeout = ray["check_timeout"]
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
+        raise SweepError(f"ray.check_timeout={timeout!r} must be a number of seconds > 0")
 
 
 def plan(spec: SweepSpec, arguments: list[str]) -> Plan:

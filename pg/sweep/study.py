@@ -343,6 +343,29 @@ def fail_orphans(study: optuna.Study, spec: SweepSpec) -> list[Orphan]:
     return orphans
 
 
+def fail_trials_of(study: optuna.Study, owner: str, reason: str) -> list[Orphan]:
+    """Mark FAIL the RUNNING trials of ``owner`` (``host:pid``), known to be dead.
+
+    For a worker whose death is reported by its scheduler (a Ray worker or node), so the
+    trial need not wait for a missed heartbeat.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    orphans = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.system_attrs.get(OWNER) != owner:
+            continue
+        try:
+            storage.set_trial_system_attr(trial._trial_id, REASON, reason)
+            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                orphans.append(Orphan(trial.number, reason))
+        except UpdateFinishedTrialError:
+            pass  # it finished after all, or another process got there first
+    return orphans
+
+
 def _orphan_reason(
     trial: FrozenTrial, host: str, stale: set[int], now: datetime, spec: SweepSpec
 ) -> str | None:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import optuna
 
     from pg.sweep.spec import Plan
@@ -85,8 +87,16 @@ def failures_exceeded(study: optuna.Study, plan: Plan) -> bool:
     return finished >= 5 and failed > spec.max_failure_rate * finished
 
 
-def work(job: Job, plan: Plan) -> int:
-    """Run trials until the budget, the deadline or the failure limit is reached."""
+def _print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+def work(job: Job, plan: Plan, report: Callable[[str], None] = _print_line) -> int:
+    """Run trials until the budget, the deadline or the failure limit is reached.
+
+    ``report`` receives one line per finished trial; a Ray worker sends it to the sweep's
+    controller instead of printing it on a node nobody watches.
+    """
     import warnings
 
     from pg.sweep.study import BudgetLock, heartbeat, reserve
@@ -108,9 +118,9 @@ def work(job: Job, plan: Plan) -> int:
             with heartbeat(study, trial):
                 outcome = run_trial(study, trial, plan, job.config_name, job.sweep_run_id)
         except KeyboardInterrupt:
-            print(f"pg: trial {trial.number} interrupted: FAIL", flush=True)
+            report(f"pg: trial {trial.number} interrupted: FAIL")
             return EXIT_INTERRUPTED
-        print(trial_line(outcome, study, plan), flush=True)
+        report(trial_line(outcome, study, plan))
 
 
 def trial_line(outcome: TrialOutcome, study: optuna.Study, plan: Plan) -> str:
