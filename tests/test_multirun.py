@@ -154,6 +154,18 @@ def test_kill_9_during_a_grid_then_rerun_runs_each_combination_once(store: Store
     assert killed.info.status == "KILLED"
 
 
+def test_a_failing_combination_is_a_result_and_the_grid_goes_on(store: Store) -> None:
+    out = ok(run_module("pg.run", ["-m", "debug.nan_at_step=600,null", *SHORT], store))
+    states = {
+        r.data.params["debug.nan_at_step"]: (r.info.status, r.data.tags["pg.trial_state"])
+        for r in kind(store, "trial")
+    }
+    assert states == {"600": ("FAILED", "FAIL"), "null": ("FINISHED", "COMPLETE")}
+    assert "(n=0, 1 not complete)" in out and "no seed completed" in out
+    (parent,) = kind(store, "sweep")
+    assert parent.info.status == "FINISHED"
+
+
 @pytest.mark.postgres
 def test_two_machines_share_one_grid(store: Store, postgres_url: str) -> None:
     """The same grid command twice at once on one PostgreSQL storage: each combination once."""
