@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,38 @@ def test_kill_9_during_a_grid_then_rerun_runs_each_combination_once(store: Store
     assert len(runs) == 4 and len(kind(store, "sweep")) == 1
     (killed,) = [r for r in runs if r.data.tags["pg.trial_number"] == str(victim.number)]
     assert killed.info.status == "KILLED"
+
+
+def test_a_failing_combination_is_a_result_and_the_grid_goes_on(store: Store) -> None:
+    out = ok(run_module("pg.run", ["-m", "debug.nan_at_step=600,null", *SHORT], store))
+    states = {
+        r.data.params["debug.nan_at_step"]: (r.info.status, r.data.tags["pg.trial_state"])
+        for r in kind(store, "trial")
+    }
+    assert states == {"600": ("FAILED", "FAIL"), "null": ("FINISHED", "COMPLETE")}
+    assert "(n=0, 1 not complete)" in out and "no seed completed" in out
+    (parent,) = kind(store, "sweep")
+    assert parent.info.status == "FINISHED"
+
+
+@pytest.mark.postgres
+def test_two_machines_share_one_grid(store: Store, postgres_url: str) -> None:
+    """The same grid command twice at once on one PostgreSQL storage: each combination once."""
+    import optuna
+
+    args = ["-m", "seed=0,1,2,3", f"hydra.sweeper.storage={postgres_url}", *SHORT]
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(run_module, "pg.run", args, store)
+        time.sleep(1.0)
+        second = pool.submit(run_module, "pg.run", args, store)
+        outs = [ok(first.result()), ok(second.result())]
+    (summary,) = optuna.get_all_study_summaries(postgres_url)
+    trials = optuna.load_study(study_name=summary.study_name, storage=postgres_url).trials
+    assert sorted(t.params["seed"] for t in trials) == [0, 1, 2, 3]
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert sum(o.count("pg: trial ") for o in outs) == 4
+    assert sorted(r.data.params["seed"] for r in kind(store, "trial")) == ["0", "1", "2", "3"]
+    assert len(kind(store, "sweep")) == 1  # both commands nest under the study's one parent
 
 
 def test_a_search_runs_every_trial_on_the_seed_list(store: Store) -> None:

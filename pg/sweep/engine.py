@@ -227,7 +227,7 @@ class Sweep:
         spec, the_plan = self.plan.spec, self.plan
         done = len(self.study.get_trials(deepcopy=False))
         timeout = f", timeout {spec.timeout:g} s" if spec.timeout is not None else ""
-        seeds = the_plan.seeds or the_plan.seed_list(self.base.seed)
+        seeds = the_plan.seed_list(self.base.seed)
         per_trial = f"seeds {','.join(map(str, seeds))} per trial" if len(seeds) > 1 else ""
         if the_plan.mode == "grid":
             axes = " x ".join(f"{k} ({len(v)})" for k, v in the_plan.grid.items())
