@@ -79,7 +79,8 @@ def test_orphans_by_dead_pid_here_and_by_heartbeat_elsewhere(tmp_path: Path) -> 
     import optuna
 
     from pg.record.names import ATTR_OWNER as OWNER
-    from pg.sweep.study import fail_orphans, open_storage
+    from pg.sweep.orphans import fail_orphans
+    from pg.sweep.study import open_storage
 
     spec = SweepSpec(heartbeat_interval=1, grace_period=2)
     storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", spec)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from pg.record import names
+from pg.record.store import redact
 from pg.sweep.mode import resolve
 from pg.sweep.spec import Plan, SweepError, build_spec, plan
 from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job, work
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from pg.core.config import Config
     from pg.record.tracker import Tracker
     from pg.record.writer import TrackedRun
+    from pg.sweep.orphans import Orphan
     from pg.sweep.ray_backend import RayCluster
-    from pg.sweep.study import Orphan
 
 QUIET = "train.progress=false"  # trial progress bars would interleave; one line per trial
 
@@ -118,7 +119,7 @@ class Sweep:
         url = spec.storage or default_study_storage(tracking_uri)
         cluster = None
         if spec.backend == "ray":
-            from pg.sweep.ray_backend import connect
+            from pg.sweep.ray_connect import connect
 
             # Before any store or study exists; a later refusal disconnects at exit.
             cluster = connect(
@@ -145,7 +146,7 @@ class Sweep:
         )
         if study.direction.name.lower() != spec.direction:
             raise SweepError(
-                f"study '{spec.study_name}' in {_redacted(url)} was created to "
+                f"study '{spec.study_name}' in {redact(url)} was created to "
                 f"{study.direction.name.lower()}, this sweep asks to {spec.direction}"
             )
         claim_mode(study, the_plan.mode, the_plan.grid if the_plan.mode == "grid" else None)
@@ -244,7 +245,7 @@ class Sweep:
         if per_trial:
             extras.insert(2, per_trial)
         print(f"pg: {what}; {'; '.join(extras)}", flush=True)
-        print(f"pg: study storage {_redacted(self.job.storage_url)}", flush=True)
+        print(f"pg: study storage {redact(self.job.storage_url)}", flush=True)
         if self.cluster is not None:
             print(self.cluster.describe(), flush=True)
 
@@ -313,7 +314,7 @@ class Sweep:
                 {
                     names.KIND: names.KIND_SWEEP,
                     names.STUDY: spec.study_name,
-                    names.STORAGE: _redacted(self.job.storage_url),
+                    names.STORAGE: redact(self.job.storage_url),
                     names.SAMPLER: str(spec.sampler.get("name", "tpe")),
                     names.PRUNER: str(spec.pruner.get("name", "median")),
                     names.OBJECTIVE: self.base.train.objective,
@@ -323,11 +324,11 @@ class Sweep:
             )
             self.study.set_user_attr(names.ATTR_SWEEP_RUN, run.run_id)
         params = flatten({k: v for k, v in spec.to_dict().items() if k != "storage"})
-        params["storage"] = _redacted(self.job.storage_url)
+        params["storage"] = redact(self.job.storage_url)
         params["space"] = "; ".join(f"{k}: {d!r}" for k, d in self.plan.space.items())
         params["base_overrides"] = " ".join(self.plan.base_overrides)
         run.log_params(params)
-        definition = {**spec.to_dict(), "storage": _redacted(self.job.storage_url)}
+        definition = {**spec.to_dict(), "storage": redact(self.job.storage_url)}
         run.log_files(
             {
                 names.SWEEP_DEFINITION: OmegaConf.to_yaml(OmegaConf.create(definition)),
@@ -338,7 +339,7 @@ class Sweep:
 
     def _close_orphans(self) -> None:
         """Trials left RUNNING by dead processes: FAIL in Optuna, KILLED in MLflow."""
-        from pg.sweep.study import fail_orphans
+        from pg.sweep.orphans import fail_orphans
 
         self._label_orphans(fail_orphans(self.study, self.plan.spec))
 
@@ -353,9 +354,3 @@ class Sweep:
                 self.tracker.set_tags(run_id, {names.TRIAL_STATE: "FAIL"})
                 if status == "RUNNING":
                     self.tracker.terminate(run_id, "KILLED", {names.STOPPED: orphan.reason})
-
-
-def _redacted(url: str) -> str:
-    from pg.record.store import redact
-
-    return redact(url)

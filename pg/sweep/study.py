@@ -25,8 +25,6 @@ import socket
 import threading
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pg.record.names import ATTR_GRID, ATTR_MODE
@@ -299,87 +297,6 @@ def reserve(
         study.tell(trial, state=TrialState.FAIL)
         return None
     return trial
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed child not yet reaped) is dead for our purpose.
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-@dataclass
-class Orphan:
-    number: int
-    reason: str
-
-
-def fail_orphans(study: optuna.Study, spec: SweepSpec) -> list[Orphan]:
-    """Mark RUNNING trials of dead processes FAIL; returns them for the MLflow side."""
-    from optuna.trial import TrialState
-
-    host = socket.gethostname()
-    stale: set[int] = set()
-    with contextlib.suppress(Exception):
-        stale = stale_trial_ids(study)
-    now = datetime.now()
-    orphans = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = _orphan_reason(trial, host, stale, now, spec)
-        if reason is None:
-            continue
-        with contextlib.suppress(Exception):  # another process may have finished it
-            set_system_attr(study, trial, REASON, reason)
-        if fail_trial(study, trial):
-            orphans.append(Orphan(trial.number, reason))
-    return orphans
-
-
-def fail_trials_of(study: optuna.Study, owner: str, reason: str) -> list[Orphan]:
-    """Mark FAIL the RUNNING trials of ``owner`` (``host:pid``), known to be dead.
-
-    For a worker whose death is reported by its scheduler (a Ray worker or node), so the
-    trial need not wait for a missed heartbeat.
-    """
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    orphans = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.system_attrs.get(OWNER) != owner:
-            continue
-        try:
-            storage.set_trial_system_attr(trial._trial_id, REASON, reason)
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                orphans.append(Orphan(trial.number, reason))
-        except UpdateFinishedTrialError:
-            pass  # it finished after all, or another process got there first
-    return orphans
-
-
-def _orphan_reason(
-    trial: FrozenTrial, host: str, stale: set[int], now: datetime, spec: SweepSpec
-) -> str | None:
-    owner = str(trial.system_attrs.get(OWNER, ""))
-    if owner:
-        owner_host, _, pid = owner.rpartition(":")
-        if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
-            return f"orphaned: process {owner} is gone"
-    if _trial_id(trial) in stale:
-        return f"orphaned: no heartbeat from {owner or 'its process'} for {spec.grace_period} s"
-    started = trial.datetime_start
-    if not owner and started is not None and now - started > timedelta(seconds=spec.grace_period):
-        return "orphaned: its process died before it started"
-    return None
 
 
 def study_summary_counts(study: optuna.Study) -> dict[str, int]:
