@@ -7,7 +7,7 @@ training seconds) is the only thing read back: the script does not import ``pg``
 working while the package is reorganized.  Training stops at the env's target (the
 mean return of the last 100 episodes) or at the preset's budget, whichever comes first.
 
-Usage: .venv/bin/python benchmarks/bench_presets.py [--env acrobot] [--seeds 5]
+Usage: .venv/bin/python benchmarks/bench_presets.py [--env acrobot] [--seeds 5] [--first-seed 0]
 
 It prints each seed as it finishes, then one Markdown table per env (the README's).
 """
@@ -89,10 +89,10 @@ def run_seed(preset: Preset, seed: int, home: Path) -> SeedResult:
     return parse_result(proc.stdout)
 
 
-def command(preset: Preset, seeds: int) -> str:
+def command(preset: Preset, seeds: list[int]) -> str:
     args = " ".join(preset.args)
     run = f"python -m pg.run {args} seed=$s" if args else "python -m pg.run seed=$s"
-    return f"`for s in {' '.join(str(s) for s in range(seeds))}; do {run}; done`"
+    return f"`for s in {' '.join(str(s) for s in seeds)}; do {run}; done`"
 
 
 def row(preset: Preset, results: list[SeedResult]) -> str:
@@ -105,7 +105,7 @@ def row(preset: Preset, results: list[SeedResult]) -> str:
         steps = seconds = "-"
     return (
         f"| {preset.label} | {len(reached)}/{len(results)} | {steps} | {seconds} | "
-        f"{command(preset, len(results))} |"
+        f"{command(preset, [r.seed for r in results])} |"
     )
 
 
@@ -123,6 +123,13 @@ def main() -> None:
     envs = sorted({p.env for p in PRESETS})
     parser.add_argument("--env", choices=envs, action="append", help="default: every env")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds first..first+n-1; the sweeps chose presets on seeds 0 and 1, so "
+        "--first-seed 10 measures on seeds no choice was made on",
+    )
     args = parser.parse_args()
     chosen = args.env or envs
 
@@ -133,7 +140,7 @@ def main() -> None:
             presets = [p for p in PRESETS if p.env == env]
             for preset in presets:
                 results = []
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     r = run_seed(preset, seed, Path(tmp))
                     results.append(r)
                     print(
