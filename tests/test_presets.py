@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pg import metrics as m
+from pg.core import metrics as m
 from tests.conftest import FAST, ROOT, Store, run_module
 
 TUNED = ROOT / "conf" / "tuned"

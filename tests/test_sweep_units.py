@@ -103,3 +103,11 @@ def test_orphans_by_dead_pid_here_and_by_heartbeat_elsewhere(tmp_path: Path) -> 
     assert "no heartbeat" in orphans[0].reason
     states = [t.state.name for t in study.get_trials()]
     assert states == ["FAIL", "FAIL", "RUNNING"]
+
+
+def test_sweep_file_nulls_and_booleans_become_hydra_values() -> None:
+    from pg.sweep.space import entry_line
+
+    assert entry_line("train.target_return", None) == "train.target_return=null"
+    assert entry_line("train.progress", False) == "train.progress=false"
+    assert entry_line("algo.batch_size", [2, 4]) == "algo.batch_size=2,4"

@@ -34,10 +34,22 @@ def parse_overrides(lines: list[str]) -> list[Override]:
 
 
 def entry_line(key: str, value: Any) -> str:
-    """A ``params:`` entry of a sweep file as an override line."""
+    """A ``params:`` or ``fixed:`` entry of a sweep file as an override line.
+
+    YAML's ``null`` and booleans arrive as Python values; written back with ``str()`` they
+    would read ``None``/``True``, which Hydra takes for strings.
+    """
+
+    def text(v: Any) -> str:
+        if v is None:
+            return "null"
+        if isinstance(v, bool):
+            return str(v).lower()
+        return str(v)
+
     if isinstance(value, list | tuple):
-        value = ",".join(str(v) for v in value)
-    return f"{key}={value}"
+        return f"{key}={','.join(text(v) for v in value)}"
+    return f"{key}={text(value)}"
 
 
 def distribution(override: Override) -> BaseDistribution:
