@@ -23,6 +23,8 @@ from pg.record.store import StoreLocation, redact
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+    from pg.record.metric_writer import MetricWriter
+
 # MLflow's limits (mlflow.utils.validation); values are truncated rather than rejected.
 MAX_PARAM_VALUE = 6000
 MAX_KEY = 250
@@ -42,13 +44,18 @@ class TrackedRun:
     :class:`Stopped` exception) and FAILED with the error on any other exception.
     """
 
-    flush_interval = 2.0  # seconds between background writes
+    flush_interval = 1.0  # seconds between background writes (a SIGKILL loses at most this)
     retry_limit = 120.0  # seconds a final flush keeps retrying a failing store
 
     def __init__(self, client: MlflowClient, run_id: str, location: StoreLocation) -> None:
+        from pg.record.metric_writer import writer_for
+
         self.client = client
         self.run_id = run_id
         self.location = location
+        # Metric rows go to this process's writer process (off the GIL); without one the
+        # background thread below writes them itself.
+        self._process: MetricWriter | None = writer_for(location.uri)
         self._pending: list[tuple[str, float, int, int]] = []
         self._stamp_step: int | None = None
         self._last_stamp = 0
@@ -103,10 +110,20 @@ class TrackedRun:
             self._pending = batch + self._pending
 
     def _write(self) -> bool:
-        """Write what is pending; on failure keep it for the next attempt."""
+        """Write (or ship to the writer process) what is pending; keep it on failure."""
         from mlflow.entities import Metric
 
+        from pg.record.metric_writer import WriterGoneError
+
         batch = self._take()
+        if self._process is not None and batch:
+            try:
+                self._process.send(self.run_id, batch)
+                return True
+            except WriterGoneError:
+                self._process = None  # write in this process from now on
+        elif self._process is not None:
+            return True
         for i in range(0, len(batch), MAX_METRICS_PER_BATCH):
             chunk = [Metric(k, v, ts, s) for k, v, ts, s in batch[i : i + MAX_METRICS_PER_BATCH]]
             try:
@@ -128,6 +145,18 @@ class TrackedRun:
 
     def flush(self) -> None:
         """Write every pending metric, retrying with back-off while the store is down."""
+
+        from pg.record.metric_writer import WriterGoneError
+
+        if self._process is not None:
+            self._write()
+            try:
+                error = self._process.flush(self.run_id, self.retry_limit)
+            except WriterGoneError:
+                error = "the metric writer process died before confirming the write"
+            if error is None:
+                return
+            raise RuntimeError(f"could not write metrics to {self.location.display}: {error}")
 
         def write_all() -> None:
             if not self._write():

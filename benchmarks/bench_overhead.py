@@ -1,0 +1,149 @@
+"""What tracking costs, every figure of "Tracking off the hot path" in one run.
+
+1. A fixed 1 M-step run, tracked vs untracked (in this process, after a warm-up).
+2. Whole ``python -m pg.run`` (default, solving) tracked vs ``tracking.enabled=false``.
+3. The default sweep (20 trials, 1 worker) tracked vs untracked, whole process.
+4. The default sweep with 2 workers vs 1 (same sampler seed; several sampler seeds).
+5. The training loop vs the raw vector env at 32 envs (updates included).
+
+Every figure is a ratio of two things measured here, interleaved, so a busy machine moves
+both sides.  ``PG_METRIC_WRITER=thread`` in the environment measures the old in-process
+writer thread instead of the writer process.
+
+Usage: .venv/bin/python benchmarks/bench_overhead.py [--repeats 3] [--sampler-seeds 0,1,2]
+       [--skip-sweeps]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def whole(args: list[str], home: Path) -> float:
+    """Seconds of one ``python -m pg.run …`` process in a store of its own."""
+    env = {**os.environ, "PG_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pg.run",
+            f"hydra.run.dir={home}/o",
+            f"hydra.sweep.dir={home}/m",
+            *args,
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"pg.run {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return elapsed
+
+
+def paired(label: str, a: list[str], b: list[str], repeats: int, target: str) -> float:
+    """Median seconds of ``a`` and ``b`` (interleaved, fresh stores) and their ratio."""
+    times_a, times_b = [], []
+    for i in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            times_a.append(whole(a, Path(tmp) / f"a{i}"))
+            times_b.append(whole(b, Path(tmp) / f"b{i}"))
+    ma, mb = statistics.median(times_a), statistics.median(times_b)
+    print(
+        f"{label}: {ma:.2f} s vs {mb:.2f} s (medians of {repeats}) = {ma / mb:.2f}x  "
+        f"[{', '.join(f'{t:.1f}' for t in times_a)} | {', '.join(f'{t:.1f}' for t in times_b)}]"
+        f"  target {target}",
+        flush=True,
+    )
+    return ma / mb
+
+
+def in_process(steps: int) -> None:
+    import torch
+
+    from benchmarks.bench_core import collection_sps, fixed_budget, raw_env_sps
+    from pg.core.train import train
+    from pg.experiment import Snapshot, execute
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        untracked = fixed_budget(steps, 0, False, home)
+        tracked = fixed_budget(steps, 0, True, home)
+        execute(fixed_budget(2_000, 0, True, home), Snapshot.from_config(tracked))  # warm-up
+        plain, with_tracking, inside = [], [], []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            train(untracked)
+            plain.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            outcome = execute(tracked, Snapshot.from_config(tracked))
+            with_tracking.append(time.perf_counter() - t0)
+            inside.append(outcome.result.seconds)
+        p, w, i = min(plain), min(with_tracking), min(inside)
+        print(
+            f"1. {steps:,} steps untracked {p:.2f} s, tracked {w:.2f} s (loop {i:.2f} s): "
+            f"+{100 * (w / p - 1):.1f} % wall, +{100 * (i / p - 1):.1f} % inside the loop "
+            "(best of 2; target <= 5 % wall)",
+            flush=True,
+        )
+        raw = raw_env_sps(untracked, steps)
+        result = train(untracked)
+        loop = result.steps / result.seconds
+        collect = collection_sps(untracked, steps)
+        print(
+            f"5. loop {loop:,.0f} steps/s vs raw vector env {raw:,.0f} at 32 envs = "
+            f"{loop / raw:.2f} (target >= 0.50); collection alone {collect / raw:.2f}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--sampler-seeds", default="0,1,2")
+    parser.add_argument("--skip-sweeps", action="store_true")
+    args = parser.parse_args()
+    print(f"metric writer: {os.environ.get('PG_METRIC_WRITER', 'process')}", flush=True)
+    in_process(args.steps)
+    run_a = paired(
+        "2. whole pg.run tracked vs untracked",
+        [],
+        ["tracking.enabled=false"],
+        args.repeats,
+        "<= 1.15x",
+    )
+    del run_a
+    if args.skip_sweeps:
+        return
+    paired(
+        "3. default sweep tracked vs untracked",
+        ["-m"],
+        ["-m", "tracking.enabled=false"],
+        max(1, args.repeats - 1),
+        "<= 1.10x, tracked <= 15 s",
+    )
+    for seed in args.sampler_seeds.split(","):
+        paired(
+            f"4. default sweep, sampler seed {seed}: 2 workers vs 1",
+            ["-m", "hydra.sweeper.workers=2", f"hydra.sweeper.sampler.seed={seed}"],
+            ["-m", f"hydra.sweeper.sampler.seed={seed}"],
+            1,
+            "<= 0.6x",
+        )
+
+
+if __name__ == "__main__":
+    main()
