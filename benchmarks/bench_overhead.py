@@ -72,7 +72,8 @@ def paired(label: str, a: list[str], b: list[str], repeats: int, target: str) ->
 def in_process(steps: int) -> None:
     import torch
 
-    from benchmarks.bench_core import collection_sps, fixed_budget, raw_env_sps
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_core import collection_sps, fixed_budget, raw_env_sps
     from pg.core.train import train
     from pg.experiment import Snapshot, execute
 
