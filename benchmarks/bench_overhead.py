@@ -74,6 +74,7 @@ def in_process(steps: int) -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_core import collection_sps, fixed_budget, raw_env_sps
+
     from pg.core.train import train
     from pg.experiment import Snapshot, execute
 
