@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from pg.core.config import ConfigError
 from pg.record import names
 from pg.sweep.spec import Plan, SweepError, build_spec, plan
 from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job, work
@@ -45,6 +46,29 @@ def run_from_hydra(settings: dict[str, Any], config: DictConfig, arguments: list
         print(f"pg: invalid sweep: {exc}", file=sys.stderr)
         sys.exit(2)
     return sweep.run()
+
+
+# Resident memory of one worker process before it trains (Python, torch, MLflow, Optuna).
+WORKER_BYTES = 600 * 2**20
+
+
+def _check_memory(base: Config, workers: int, seeds: int) -> None:
+    """``workers`` processes training ``seeds`` configs each at once must fit in memory."""
+    from pg.core.budget import available_memory, gib, too_big
+
+    have = available_memory()
+    room = have - workers * WORKER_BYTES
+    if room <= 0:
+        raise SweepError(
+            f"hydra.sweeper.workers={workers} is not allowed: {workers} processes need "
+            f"~{gib(workers * WORKER_BYTES)}, this machine has {gib(have)} available"
+        )
+    reason = too_big(base, copies=workers * seeds, budget=room)
+    if reason is not None:
+        raise SweepError(
+            f"{reason} (hydra.sweeper.workers={workers} x hydra.sweeper.seeds={seeds} "
+            "trainings at once)"
+        )
 
 
 def _main_config_dir(config: DictConfig) -> str:
@@ -95,6 +119,11 @@ class Sweep:
                 config_name,
                 [*the_plan.base_overrides, *(override_line(k, v) for k, v in point.items())],
             )
+        _check_memory(base, spec.workers, spec.seeds)
+        try:
+            location = resolve_store(base.tracking)
+        except ConfigError as exc:
+            raise SweepError(str(exc)) from None
         tracker = None
         if base.tracking.enabled:
             from pg.record.tracker import tracker_for
@@ -103,7 +132,7 @@ class Sweep:
                 tracker = tracker_for(base.tracking)
             except TrackingUnavailableError as exc:
                 raise SweepError(str(exc)) from None
-        url = spec.storage or default_study_storage(resolve_store(base.tracking).uri)
+        url = spec.storage or default_study_storage(location.uri)
         storage = open_storage(url, spec)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
