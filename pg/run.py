@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from pg.core.config import ConfigError, register_configs, to_config
+from pg.core.config import ConfigError, check_group_overrides, register_configs, to_config
 
 EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE = 1, 2, 3
 
@@ -64,10 +64,16 @@ def main() -> Any:
     # With HYDRA_FULL_ERROR Hydra re-raises instead of printing its trimmed traceback and
     # exiting 1; the one line is then ours to print, with the right exit code.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    sweep = any(a in ("-m", "--multirun") for a in sys.argv[1:])
+    try:
+        check_group_overrides([a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])
+    except ConfigError as exc:
+        print(f"pg: invalid {'sweep' if sweep else 'configuration'}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_INVALID)
     try:
         return _hydra_main()
     except Exception as exc:
-        code, line = explain(exc, sweep=any(a in ("-m", "--multirun") for a in sys.argv[1:]))
+        code, line = explain(exc, sweep=sweep)
         print(line, file=sys.stderr)
         sys.exit(code)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -359,6 +360,36 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
         raise ConfigError(str(exc)) from None
     assert isinstance(obj, Config)
     return obj
+
+
+CONF = Path(__file__).resolve().parent.parent.parent / "conf"
+
+
+def check_group_overrides(args: list[str], conf: Path = CONF) -> None:
+    """A config group (``env=...``) takes an option name: Hydra fails on ``env=0`` with a
+    ValueError that names no key, so this is checked first, as a :class:`ConfigError`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in args:
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except (OverrideParseException, ValueError):
+            continue  # Hydra reports grammar errors itself, naming the override
+        key = override.get_key_element().lstrip("+~")
+        folder = conf / key
+        if "." in key or "/" in key or not folder.is_dir() or override.is_delete():
+            continue
+        value = override.value()
+        names = value.list if isinstance(value, ChoiceSweep) else [value]
+        if not all(isinstance(v, str) and "${" not in v for v in names):
+            options = sorted(p.stem for p in folder.glob("*.yaml"))
+            raise ConfigError(
+                f"{key}={override.get_value_element_as_str()} is not allowed: "
+                f"one of the options {', '.join(options)}"
+            )
 
 
 def _omegaconf_message(exc: OmegaConfBaseException) -> str:

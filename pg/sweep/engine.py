@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import optuna
 
     from pg.core.config import Config
+    from pg.record.store import StoreLocation
     from pg.record.tracker import Tracker
     from pg.record.writer import TrackedRun
 
@@ -37,15 +38,54 @@ def run_from_hydra(settings: dict[str, Any], config: DictConfig, arguments: list
     """Entry point of the Hydra sweeper; exits 2 on an invalid sweep definition."""
     hydra = config.hydra
     conf_dir = _main_config_dir(config)
-    container = OmegaConf.to_container(OmegaConf.create(settings), resolve=True)
-    assert isinstance(container, dict)
-    clean = {str(k): v for k, v in container.items()}
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
+        try:
+            container = OmegaConf.to_container(OmegaConf.create(settings), resolve=True)
+        except OmegaConfBaseException as exc:  # e.g. an interpolation that does not resolve
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SweepError(f"hydra.sweeper: {first}") from None
+        assert isinstance(container, dict)
+        clean = {str(k): v for k, v in container.items()}
         sweep = Sweep.prepare(clean, arguments, conf_dir, str(hydra.job.config_name))
     except SweepError as exc:
         print(f"pg: invalid sweep: {exc}", file=sys.stderr)
         sys.exit(2)
     return sweep.run()
+
+
+def check_definition(
+    settings: dict[str, Any], arguments: list[str], config_name: str
+) -> tuple[Plan, Config, StoreLocation]:
+    """Everything about a sweep that can be checked without connecting to anything.
+
+    Keys and types, the space and its grammar, sampler and pruner options, trial configs
+    composed at the corners of the space, memory for workers x seeds, the tracking URI.
+    Raises :class:`SweepError` (one line); Hydra must be initialised.
+    """
+    from pg.record.store import resolve_store
+    from pg.sweep.compose import compose_trial
+    from pg.sweep.factories import make_pruner, make_sampler
+    from pg.sweep.space import edge_points, override_line
+
+    spec = build_spec(settings)
+    the_plan = plan(spec, arguments)
+    the_plan.base_overrides.insert(0, QUIET)
+    make_sampler(spec)
+    make_pruner(spec)
+    base = compose_trial(config_name, the_plan.base_overrides).config
+    for point in edge_points(the_plan.space):
+        compose_trial(
+            config_name,
+            [*the_plan.base_overrides, *(override_line(k, v) for k, v in point.items())],
+        )
+    _check_memory(base, spec.workers, spec.seeds)
+    try:
+        location = resolve_store(base.tracking)
+    except ConfigError as exc:
+        raise SweepError(str(exc)) from None
+    return the_plan, base, location
 
 
 # Resident memory of one worker process before it trains (Python, torch, MLflow, Optuna).
@@ -101,29 +141,13 @@ class Sweep:
         """Check the whole definition and open the study; no MLflow run yet."""
         import optuna
 
-        from pg.record.store import TrackingUnavailableError, default_study_storage, resolve_store
-        from pg.sweep.compose import compose_trial, ensure_hydra
-        from pg.sweep.factories import make_pruner, make_sampler
-        from pg.sweep.space import edge_points, override_line
+        from pg.record.store import TrackingUnavailableError, default_study_storage
+        from pg.sweep.compose import ensure_hydra
         from pg.sweep.study import open_storage
 
-        spec = build_spec(settings)
-        the_plan = plan(spec, arguments)
-        the_plan.base_overrides.insert(0, QUIET)
-        make_sampler(spec)
-        make_pruner(spec)
         ensure_hydra(conf_dir)
-        base = compose_trial(config_name, the_plan.base_overrides).config
-        for point in edge_points(the_plan.space):
-            compose_trial(
-                config_name,
-                [*the_plan.base_overrides, *(override_line(k, v) for k, v in point.items())],
-            )
-        _check_memory(base, spec.workers, spec.seeds)
-        try:
-            location = resolve_store(base.tracking)
-        except ConfigError as exc:
-            raise SweepError(str(exc)) from None
+        the_plan, base, location = check_definition(settings, arguments, config_name)
+        spec = the_plan.spec
         tracker = None
         if base.tracking.enabled:
             from pg.record.tracker import tracker_for
