@@ -11,6 +11,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from pg.cli import Parser
 from pg.record import names
 from pg.reproduction import (
     PROG,
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m pg.reproduce",
         description=(
             "Re-run a past run (or every seed of a sweep trial) from its stored config "
