@@ -8,6 +8,7 @@ for the store; failed batches are kept and retried with back-off while the store
 from __future__ import annotations
 
 import contextlib
+import errno
 import tempfile
 import threading
 import time
@@ -33,6 +34,19 @@ MAX_TAG_VALUE = 8000
 
 def clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+# Faults of a local disk that waiting does not cure; a server outage is retried instead.
+_LOCAL_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+_LOCAL_MESSAGES = ("disk is full", "readonly database", "read-only file system", "no space left")
+
+
+def local_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is a full, read-only or forbidden local file or database."""
+    if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
+        return True
+    text = str(exc).lower()
+    return any(m in text for m in _LOCAL_MESSAGES)
 
 
 class TrackedRun:
@@ -186,8 +200,8 @@ class TrackedRun:
             try:
                 call()
                 return
-            except Exception:
-                if time.monotonic() > deadline:
+            except Exception as exc:
+                if time.monotonic() > deadline or local_fault(exc):
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)

@@ -206,6 +206,8 @@ class Sweep:
                 status = "FAILED"
             try:
                 publish(self.study, self.plan, self.parent)
+            except Exception as exc:  # the trials are in the study whatever happens here
+                _warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
             finally:
                 if self.parent is not None:
                     if code == EXIT_FAILURES:
@@ -314,12 +316,15 @@ class Sweep:
         params["base_overrides"] = " ".join(self.plan.base_overrides)
         run.log_params(params)
         definition = {**spec.to_dict(), "storage": _redacted(self.job.storage_url)}
-        run.log_files(
-            {
-                names.SWEEP_DEFINITION: OmegaConf.to_yaml(OmegaConf.create(definition)),
-                names.SWEEP_COMMAND: " ".join(self.job.arguments) + "\n",
-            }
-        )
+        try:
+            run.log_files(
+                {
+                    names.SWEEP_DEFINITION: OmegaConf.to_yaml(OmegaConf.create(definition)),
+                    names.SWEEP_COMMAND: " ".join(self.job.arguments) + "\n",
+                }
+            )
+        except Exception as exc:  # a full or read-only artifact folder: trials still run
+            _warn(f"could not store the sweep definition: {type(exc).__name__}: {exc}")
         return run
 
     def _close_orphans(self) -> None:
@@ -336,6 +341,12 @@ class Sweep:
                 self.tracker.set_tags(run_id, {names.TRIAL_STATE: "FAIL"})
                 if status == "RUNNING":
                     self.tracker.terminate(run_id, "KILLED", {names.STOPPED: orphan.reason})
+
+
+def _warn(message: str) -> None:
+    from pg.record.store import redact
+
+    print(f"pg: warning: {redact(message)}", file=sys.stderr, flush=True)
 
 
 def _redacted(url: str) -> str:
