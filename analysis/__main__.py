@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     except AnalysisError as exc:
         print(f"analysis: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # one line, never a traceback; the message says what broke
+        from pg.record.store import redact
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(redact(f"analysis: failed: {type(exc).__name__}: {first}"), file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:

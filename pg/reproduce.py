@@ -154,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # one line, never a traceback; a new run holds its own
+        from pg.record.store import redact
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(redact(f"{PROG}: failed: {type(exc).__name__}: {first}"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

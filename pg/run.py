@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from pg.core.config import ConfigError, check_group_overrides, register_configs, to_config
 
-EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE = 1, 2, 3
+EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 def _main(cfg: DictConfig) -> float:
@@ -72,6 +72,9 @@ def main() -> Any:
         sys.exit(EXIT_INVALID)
     try:
         return _hydra_main()
+    except KeyboardInterrupt:  # the run, if one started, has ended KILLED
+        print("pg: interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         code, line = explain(exc, sweep=sweep)
         print(line, file=sys.stderr)
