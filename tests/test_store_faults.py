@@ -53,7 +53,7 @@ def failed_runs(store: Store) -> list:  # type: ignore[type-arg]
 
 
 def one_line(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip() and "mlflow.store.db" not in ln]
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and "INFO mlflow" not in ln]
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
     return lines[0]
@@ -113,3 +113,25 @@ def test_sweep_goes_on_with_the_next_trial(store: Store, tmpfs: object) -> None:
         assert run.data.tags.get("pg.trial_state") == "FAIL"
     (parent,) = [r for r in runs if r.data.tags.get("pg.kind") == "sweep"]
     assert parent.info.status in ("FINISHED", "FAILED")  # ended, not left RUNNING
+
+
+def test_full_database_ends_the_run_failed_not_finished(
+    tmp_path: Path, tmpfs: object, migrated_db: Path
+) -> None:
+    """The SQLite store itself fills up while metrics stream in."""
+    import shutil
+
+    assert callable(tmpfs)
+    room = tmpfs(f"{migrated_db.stat().st_size // 1024 + 120}k")
+    store = Store(room)
+    store.db.parent.mkdir()
+    shutil.copyfile(migrated_db, store.db)
+    args = [*FAST, "train.max_steps=200000", "train.target_return=null"]
+    artifacts = f"tracking.artifact_root={tmp_path / 'artifacts'}"
+    proc = run_module("pg.run", [*args, artifacts], store, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    line = one_line(proc.stderr)
+    assert line.startswith("pg: run failed:") and "database or disk is full" in line
+    (run,) = store.runs()  # still readable
+    assert run.info.status == "FAILED"
+    assert "database or disk is full" in run.data.tags["pg.error"]

@@ -213,6 +213,13 @@ class TrackedRun:
         self._writer.join()
         try:
             self.flush()
+        except Exception as exc:
+            # Metrics are missing: the run must not look FINISHED (a full disk takes an
+            # UPDATE of the status, and maybe a tag, though no new metric rows).
+            status = "FAILED"
+            with contextlib.suppress(Exception):
+                self.client.set_tag(self.run_id, names.ERROR, clip(redact(f"{exc}"), MAX_TAG_VALUE))
+            raise
         finally:
             self._retry(lambda: self.client.set_terminated(self.run_id, status))
             self.status = status
