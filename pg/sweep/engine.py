@@ -88,7 +88,8 @@ def check_definition(
     return the_plan, base, location
 
 
-# Resident memory of one worker process before it trains (Python, torch, MLflow, Optuna).
+# Resident memory of one worker process: ~350 MiB measured after importing torch, MLflow,
+# Optuna and gymnasium; the rest is room for the MLflow client and the training loop.
 WORKER_BYTES = 600 * 2**20
 
 
