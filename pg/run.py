@@ -112,7 +112,7 @@ def explain(exc: BaseException, *, sweep: bool) -> tuple[int, str]:
 
     from pg.record.store import redact
 
-    text = ": ".join(_messages(exc)) or type(exc).__name__
+    text = ": ".join(m.rstrip(".") for m in _messages(exc)) or type(exc).__name__
     if isinstance(exc, OverrideParseException):
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or ["cannot be parsed"]
         detail = lines[-1] if lines[0].startswith("Error parsing") else lines[0]
