@@ -10,15 +10,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from pg.cli import Parser
+
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m analysis",
         description="Tables, learning curves and reports from pg's MLflow runs and sweeps.",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--metric",
         help="final metric to rank by (default: a sweep's objective, else rollout/ep_return_100)",
@@ -54,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     except AnalysisError as exc:
         print(f"analysis: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # one line, never a traceback; the message says what broke
+        from pg.record.store import redact
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(redact(f"analysis: failed: {type(exc).__name__}: {first}"), file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -65,6 +73,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"analysis: {msg}", file=sys.stderr)
 
     if args.command == "report":
+        if args.top < 1:  # options first: bad input is refused before the store is read
+            raise AnalysisError(f"--top {args.top} is not allowed: a number >= 1")
+        if args.storage is not None:
+            from pg.record.store import redact, study_storage_problem
+
+            problem = study_storage_problem(args.storage)
+            if problem is not None:
+                raise AnalysisError(
+                    f"--storage {redact(args.storage)!r} is not allowed: {problem}; use "
+                    "sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+                )
         if args.log and not args.sweep:
             raise AnalysisError("--log attaches a report to a sweep's parent run: use --sweep")
         reader = loading.connect(args.tracking_uri)

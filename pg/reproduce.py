@@ -11,6 +11,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from pg.cli import Parser
 from pg.overrides import BadInput, parse_overrides
 from pg.record import names
 from pg.reproduction import (
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m pg.reproduce",
         description=(
             "Re-run a past run (or every seed of a sweep trial) from its stored config "
@@ -152,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # one line, never a traceback; a new run holds its own
+        from pg.record.store import redact
+
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(redact(f"{PROG}: failed: {type(exc).__name__}: {first}"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-from pg.core.config import TrackingConfig
+from pg.cli import Parser
+from pg.core.config import ConfigError, TrackingConfig
 from pg.record.store import redact, resolve_store
 
 LOOPBACK = ("127.", "localhost", "::1")
@@ -44,10 +46,10 @@ def ui_environment(uri: str) -> dict[str, str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m pg.ui", description="Open the MLflow UI on pg's tracking store."
     )
-    parser.add_argument("--port", type=int, default=5000, help="port to listen on (5000)")
+    parser.add_argument("--port", type=_port, default=5000, help="port to listen on (5000)")
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -64,13 +66,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port (argparse turns the ValueError into one line, exit 2)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: a number in 1-65535")
+    return int(text)
+
+
+def refuse(message: str) -> NoReturn:
+    print(f"pg.ui: {message}", file=sys.stderr)
+    sys.exit(EXIT_INVALID)
+
+
+EXIT_INVALID = 2
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if not args.host.strip() or not args.host.isprintable() or " " in args.host:
+        refuse(f"--host {args.host!r} is not an address: e.g. 127.0.0.1")
     if not args.host.startswith(LOOPBACK) and not args.allow_remote:
-        sys.exit(f"pg.ui: refusing to listen on {args.host} without --allow-remote")
+        refuse(f"refusing to listen on {args.host} without --allow-remote")
     if args.uri and args.uri.startswith(("http://", "https://")):
-        sys.exit(f"pg.ui: {redact(args.uri)} is a tracking server: open it in a browser instead")
-    location = resolve_store(TrackingConfig(uri=args.uri))
+        refuse(f"{redact(args.uri)} is a tracking server: open it in a browser instead")
+    try:
+        location = resolve_store(TrackingConfig(uri=args.uri))
+    except ConfigError as exc:
+        refuse(str(exc).replace("tracking.uri=", "--uri ", 1))
     if location.sqlite_path is not None:
         location.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host

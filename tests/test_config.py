@@ -113,7 +113,7 @@ INVALID = [
     ("algo=bogus", "algo", "reinforce"),
     ("algo.name=bogus", "algo.name", "reinforce, pg"),
     ("env.num_envs=0", "env.num_envs", ">= 1"),
-    ("seed=-1", "seed", ">= 0"),
+    ("seed=-1", "seed", "an integer in [0, "),
     ("algo.entropy_beta=0.1", "algo.entropy_beta", "algo=pg"),  # reinforce has no bonus
 ]
 

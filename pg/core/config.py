@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -26,7 +27,41 @@ class ConfigError(ValueError):
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
-        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+        raise ConfigError(f"{key}={_shown(value)} is not allowed: {allowed}")
+
+
+def _shown(value: Any) -> str:
+    """A value as the user typed it, cut short: a 10 000-digit number is no message."""
+    try:
+        text = repr(value)
+    except ValueError:  # Python will not print an int of more than 4300 digits
+        return "<a number of more than 4300 digits>"
+    return text if len(text) <= 80 else f"{text[:60]}...({len(text)} characters)"
+
+
+INT_MAX = 2**63 - 1  # what NumPy, torch and SQL columns hold
+SEED_MAX = 2**63 - 1 - 2**32  # room for the evaluation offset and a trial's extra seeds
+NAME_MAX = 250  # MLflow's limit for run names; experiment names and labels alike
+TEXT_MAX = 2000  # URIs and paths: MLflow params hold up to 6000 characters
+THREADS_MAX = 256  # torch refuses absurd thread counts only when it starts them
+TIMEOUT_MAX = 3600.0  # seconds; beyond an hour a "check" is no check
+
+
+def _finite(value: float | None) -> bool:
+    # A string here is an unresolved interpolation of the schema's defaults.
+    return not isinstance(value, int | float) or math.isfinite(value)
+
+
+def _name(ok_empty: bool, key: str, value: str | None) -> None:
+    """Names shown in MLflow and on the console: printable, one line, not too long."""
+    if value is None:
+        return
+    _check(
+        (ok_empty or bool(value.strip())) and len(value) <= NAME_MAX and value.isprintable(),
+        key,
+        value,
+        f"a non-empty printable name of at most {NAME_MAX} characters",
+    )
 
 
 @dataclass
@@ -42,8 +77,15 @@ class EnvConfig:
     max_episode_steps: int | None = None  # override the registered time limit
 
     def __post_init__(self) -> None:
+        _name(False, "env.name", self.name)
         _check(self.num_envs >= 1, "env.num_envs", self.num_envs, "an integer >= 1")
         _check(self.frame_stack >= 1, "env.frame_stack", self.frame_stack, "an integer >= 1")
+        _check(
+            _finite(self.target_return),
+            "env.target_return",
+            self.target_return,
+            "null or a finite number",
+        )
         if self.max_episode_steps is not None:
             _check(
                 self.max_episode_steps >= 1,
@@ -51,6 +93,12 @@ class EnvConfig:
                 self.max_episode_steps,
                 "null or an integer >= 1",
             )
+        _check(
+            len(self.id) <= NAME_MAX and self.id.isprintable(),
+            "env.id",
+            self.id,
+            "a registered gymnasium id (e.g. CartPole-v1, Acrobot-v1, LunarLander-v3)",
+        )
         _check(
             self.id in SHIPPED_ENV_IDS or _registered(self.id),
             "env.id",
@@ -95,7 +143,12 @@ class AlgoConfig:
         _check(math.isfinite(self.lr) and self.lr > 0, "algo.lr", self.lr, "a number in (0, inf)")
         _check(0 < self.gamma <= 1, "algo.gamma", self.gamma, "a number in (0, 1]")
         _check(self.batch_size >= 1, "algo.batch_size", self.batch_size, "an integer >= 1")
-        _check(self.entropy_beta >= 0, "algo.entropy_beta", self.entropy_beta, "a number >= 0")
+        _check(
+            math.isfinite(self.entropy_beta) and self.entropy_beta >= 0,
+            "algo.entropy_beta",
+            self.entropy_beta,
+            "a finite number >= 0",
+        )
         _check(self.reward_steps >= 0, "algo.reward_steps", self.reward_steps, "an integer >= 0")
         if self.baseline_window is not None:
             _check(
@@ -105,7 +158,12 @@ class AlgoConfig:
                 "null or an integer >= 1",
             )
         if self.clip_grad is not None:
-            _check(self.clip_grad > 0, "algo.clip_grad", self.clip_grad, "null or a number > 0")
+            _check(
+                math.isfinite(self.clip_grad) and self.clip_grad > 0,
+                "algo.clip_grad",
+                self.clip_grad,
+                "null or a finite number > 0",
+            )
         if self.name == "reinforce":
             # Vanilla REINFORCE has none of the improvements; accepting them silently
             # would make a sweep over them measure nothing.
@@ -168,7 +226,16 @@ class TrainConfig:
         _check(self.log_every >= 1, "train.log_every", self.log_every, "an integer >= 1")
         _check(self.report_every >= 1, "train.report_every", self.report_every, "an integer >= 1")
         _check(
-            self.torch_threads >= 1, "train.torch_threads", self.torch_threads, "an integer >= 1"
+            1 <= self.torch_threads <= THREADS_MAX,
+            "train.torch_threads",
+            self.torch_threads,
+            f"an integer in [1, {THREADS_MAX}]",
+        )
+        _check(
+            _finite(self.target_return),
+            "train.target_return",
+            self.target_return,
+            "null or a finite number",
         )
         from pg.core.metrics import OBJECTIVES
 
@@ -196,13 +263,25 @@ class TrackingConfig:
     check_timeout: float = 10.0  # seconds to wait for a server before giving up
 
     def __post_init__(self) -> None:
-        _check(bool(self.experiment), "tracking.experiment", self.experiment, "a non-empty name")
+        _name(False, "tracking.experiment", self.experiment)
+        _name(False, "tracking.run_name", self.run_name)
         _check(
-            self.check_timeout > 0,
+            0 < self.check_timeout <= TIMEOUT_MAX,
             "tracking.check_timeout",
             self.check_timeout,
-            "a number of seconds > 0",
+            f"a number of seconds in (0, {TIMEOUT_MAX:g}]",
         )
+        # The forms a URI may take are the record layer's rule (pg.record.store); here
+        # only what any text must be, shown without the value (it may hold a password).
+        for key, text in (
+            ("tracking.uri", self.uri),
+            ("tracking.artifact_root", self.artifact_root),
+        ):
+            if text is not None and (len(text) > TEXT_MAX or not text.isprintable()):
+                raise ConfigError(
+                    f"{key} ({len(text)} characters) is not allowed: printable text of at "
+                    f"most {TEXT_MAX} characters"
+                )
 
 
 @dataclass
@@ -211,6 +290,11 @@ class DebugConfig:
 
     fail_at_step: int | None = None  # raise a RuntimeError once this many env steps ran
     nan_at_step: int | None = None  # make the loss NaN once this many env steps ran
+
+    def __post_init__(self) -> None:
+        for key in ("fail_at_step", "nan_at_step"):
+            value = getattr(self, key)
+            _check(value is None or value >= 0, f"debug.{key}", value, "null or an integer >= 0")
 
 
 @dataclass
@@ -224,9 +308,29 @@ class Config:
     debug: DebugConfig = field(default_factory=DebugConfig)
 
     def __post_init__(self) -> None:
-        _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        _check(0 <= self.seed <= SEED_MAX, "seed", self.seed, f"an integer in [0, {SEED_MAX}]")
+        _integers_fit(self)
         if self.env.atari:
             _check(self.model.name == "conv", "model", self.model.name, "conv for Atari envs")
+        from pg.core.budget import too_big
+
+        reason = too_big(self)
+        if reason is not None:
+            raise ConfigError(reason)
+
+
+def _integers_fit(cfg: Config) -> None:
+    """Every integer fits in 64 bits: beyond that NumPy and torch fail mid-run."""
+    for group in (cfg.env, cfg.algo, cfg.model, cfg.train, cfg.debug):
+        prefix = type(group).__name__.removesuffix("Config").lower()
+        for key, value in vars(group).items():
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if isinstance(v, int) and not isinstance(v, bool) and abs(v) > INT_MAX:
+                    raise ConfigError(
+                        f"{prefix}.{key}={_shown(value)} is not allowed: an integer of at "
+                        f"most {INT_MAX} (64 bits)"
+                    )
 
 
 def register_configs() -> None:
@@ -256,6 +360,36 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
         raise ConfigError(str(exc)) from None
     assert isinstance(obj, Config)
     return obj
+
+
+CONF = Path(__file__).resolve().parent.parent.parent / "conf"
+
+
+def check_group_overrides(args: list[str], conf: Path = CONF) -> None:
+    """A config group (``env=...``) takes an option name: Hydra fails on ``env=0`` with a
+    ValueError that names no key, so this is checked first, as a :class:`ConfigError`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in args:
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except (OverrideParseException, ValueError):
+            continue  # Hydra reports grammar errors itself, naming the override
+        key = override.get_key_element().lstrip("+~")
+        folder = conf / key
+        if "." in key or "/" in key or not folder.is_dir() or override.is_delete():
+            continue
+        value = override.value()
+        names = value.list if isinstance(value, ChoiceSweep) else [value]
+        if not all(isinstance(v, str) and "${" not in v for v in names):
+            options = sorted(p.stem for p in folder.glob("*.yaml"))
+            raise ConfigError(
+                f"{key}={override.get_value_element_as_str()} is not allowed: "
+                f"one of the options {', '.join(options)}"
+            )
 
 
 def _omegaconf_message(exc: OmegaConfBaseException) -> str:

@@ -182,10 +182,14 @@ def _drain(
     client: Any, pending: dict[str, list[Row]], errors: dict[str, str], limit: float
 ) -> None:
     """Retry with back-off until all of ``pending`` is written or ``limit`` seconds pass."""
+    from pg.record.writer import local_fault
+
     deadline = time.monotonic() + limit
     delay = 0.5
     while any(pending.values()):
         if _write_some(client, pending, errors) or time.monotonic() > deadline:
             return
+        if any(local_fault(RuntimeError(e)) for e in errors.values()):
+            return  # a full or read-only local disk: waiting does not cure it
         time.sleep(delay)
         delay = min(delay * 2, 10.0)

@@ -54,7 +54,12 @@ class Reader:
         An embedded store that does not exist is an error rather than a new empty file:
         a reader never creates a store as a side effect of a typo.
         """
-        location = location_for(uri)
+        from pg.core.config import ConfigError
+
+        try:
+            location = location_for(uri)
+        except ConfigError as exc:  # a URI MLflow cannot use: the option is --tracking-uri
+            raise RecordError(str(exc).replace("tracking.uri=", "--tracking-uri ", 1)) from None
         path = location.sqlite_path
         if must_exist and path is not None and not path.is_file():
             raise RecordError(

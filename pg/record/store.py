@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pg.core.config import TrackingConfig
+    from pg.core.config import ConfigError, TrackingConfig
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -66,22 +66,124 @@ class StoreLocation:
         return redact(self.uri)
 
 
+TRACKING_FORMS = (
+    "null (the embedded store), sqlite:///PATH/mlflow.db, http(s)://HOST:PORT "
+    "(a tracking server) or postgresql://USER@HOST:PORT/DB (also mysql://, mssql://)"
+)
+_SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*)://")
+# Where MLflow can put artifacts besides a local folder.
+ARTIFACT_SCHEMES = (
+    "file", "s3", "gs", "wasbs", "hdfs", "viewfs", "sftp", "ftp", "http", "https",
+    "mlflow-artifacts", "dbfs", "runs", "models",
+)  # fmt: skip
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """Why MLflow cannot use ``uri`` as a tracking URI, or ``None`` when it can.
+
+    Checked on the text alone, before anything connects: MLflow itself only fails when a
+    run is being created, with an exception that names no setting.
+    """
+    match = _SCHEME.match(uri)
+    if match is None:
+        if re.fullmatch(r"[\w.\-]+:\d+/?", uri):
+            return f"a host:port needs a scheme: http://{uri.rstrip('/')}"
+        if uri.startswith("file:"):
+            return "file: URIs need three slashes: file:///PATH"
+        if not uri.strip():
+            return "the URI is empty"
+        return _file_store(uri)
+    scheme = match.group("scheme").lower()
+    rest = uri[match.end() :]
+    base = scheme.split("+", 1)[0]
+    if scheme == "sqlite":
+        if not uri.startswith(SQLITE_PREFIX) or not uri[len(SQLITE_PREFIX) :].strip():
+            return "a SQLite store is sqlite:///PATH (three slashes, then the file)"
+        if Path(uri[len(SQLITE_PREFIX) :]).expanduser().is_dir():
+            return "sqlite:/// needs the database file, not a folder"
+        return None
+    if scheme == "file":
+        return _file_store(rest)
+    if scheme in ("http", "https") or base in DATABASE_SCHEMES:
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(uri)
+        try:
+            parts.port  # noqa: B018 - raises on a port that is no number in range
+        except ValueError:
+            return "the port must be a number in 1-65535"
+        if scheme in ("http", "https") and not parts.hostname:
+            return f"{scheme}:// needs a host: {scheme}://HOST:PORT"
+        return None
+    return f"the scheme {scheme}:// is not supported"
+
+
+def study_storage_problem(url: str) -> str | None:
+    """Why Optuna cannot keep a study at ``url`` (a SQLAlchemy database URL), or ``None``."""
+    match = _SCHEME.match(url)
+    if match is not None and match.group("scheme").lower() in ("http", "https"):
+        return "a study needs a database, not a tracking server"
+    if match is None or match.group("scheme").lower() == "file":
+        if re.fullmatch(r"[\w.\-]+:\d+/?", url):
+            return "a host:port is no database URL"
+        return "a study needs a database URL, not a folder or file path"
+    return tracking_uri_problem(url)
+
+
+def _file_store(path: str) -> str | None:
+    if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() == "true":
+        return None
+    return "a folder is MLflow's old file store (./mlruns), which MLflow refuses"
+
+
+def artifact_root_problem(root: str) -> str | None:
+    """Why ``root`` cannot hold artifacts: a folder or a URI MLflow knows, not empty."""
+    if not root.strip():
+        return "an empty path; use null for the folder beside the store"
+    match = _SCHEME.match(root)
+    if match is not None and match.group("scheme").lower() not in ARTIFACT_SCHEMES:
+        return f"the scheme {match.group('scheme')}:// is not supported"
+    return None
+
+
+def _invalid(key: str, value: str, problem: str, allowed: str) -> ConfigError:
+    from pg.core.config import ConfigError
+
+    return ConfigError(f"{key}={redact(value)!r} is not allowed: {problem}; use {allowed}")
+
+
 def resolve_store(cfg: TrackingConfig) -> StoreLocation:
-    """Decide the tracking URI and artifact root for ``cfg``.
+    """Decide the tracking URI and artifact root for ``cfg``, or raise ``ConfigError``.
 
     With no URI configured, MLflow's own ``MLFLOW_TRACKING_URI`` wins, then the project's
     embedded store.  Artifacts of a SQLite store sit beside the database file, never in
-    whatever directory the command happened to run from.
+    whatever directory the command happened to run from.  A URI MLflow cannot use is
+    refused here, naming the setting it came from and the forms that work.
     """
-    uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    key, uri = "tracking.uri", cfg.uri
+    if uri is None:
+        # An exported but empty variable means "not set", as it does for MLflow.
+        key, uri = (
+            "MLFLOW_TRACKING_URI (environment)",
+            os.environ.get("MLFLOW_TRACKING_URI") or None,
+        )
+    if uri is not None:
+        problem = tracking_uri_problem(uri)
+        if problem is not None:
+            raise _invalid(key, uri, problem, TRACKING_FORMS)
+    root = cfg.artifact_root
+    if root is not None and (problem := artifact_root_problem(root)) is not None:
+        raise _invalid("tracking.artifact_root", root, problem, "null, a folder or file:///PATH")
     if not uri:
         uri = f"{SQLITE_PREFIX}{project_home() / 'mlruns' / 'mlflow.db'}"
     db = sqlite_path(uri)
     if db is not None:
         db = db.expanduser().resolve()
-        root = cfg.artifact_root or str(db.parent / "artifacts")
-        return StoreLocation(f"{SQLITE_PREFIX}{db}", Path(root).expanduser().resolve().as_uri())
-    return StoreLocation(uri, cfg.artifact_root)
+        if root is not None and _SCHEME.match(root):
+            return StoreLocation(f"{SQLITE_PREFIX}{db}", root)
+        folder = Path(root) if root is not None else db.parent / "artifacts"
+        return StoreLocation(f"{SQLITE_PREFIX}{db}", folder.expanduser().resolve().as_uri())
+    return StoreLocation(uri, root)
 
 
 def location_for(uri: str | None) -> StoreLocation:

@@ -34,8 +34,13 @@ class Tracker:
     """A connection to one MLflow store and experiment."""
 
     def __init__(self, cfg: TrackingConfig) -> None:
+        import logging
+
         from mlflow.tracking import MlflowClient
 
+        # MLflow logs every database error with its traceback before raising it; pg reports
+        # the error itself, in one line (and in the run when it can still be written).
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         self.cfg = cfg
         self.location = resolve_store(cfg)
         check_reachable(self.location, cfg.check_timeout)

@@ -8,6 +8,7 @@ for the store; failed batches are kept and retried with back-off while the store
 from __future__ import annotations
 
 import contextlib
+import errno
 import tempfile
 import threading
 import time
@@ -35,6 +36,19 @@ MAX_TAG_VALUE = 8000
 
 def clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+# Faults of a local disk that waiting does not cure; a server outage is retried instead.
+_LOCAL_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+_LOCAL_MESSAGES = ("disk is full", "readonly database", "read-only file system", "no space left")
+
+
+def local_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is a full, read-only or forbidden local file or database."""
+    if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
+        return True
+    text = str(exc).lower()
+    return any(m in text for m in _LOCAL_MESSAGES)
 
 
 class TrackedRun:
@@ -215,8 +229,8 @@ class TrackedRun:
             try:
                 call()
                 return
-            except Exception:
-                if time.monotonic() > deadline:
+            except Exception as exc:
+                if time.monotonic() > deadline or local_fault(exc):
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -228,6 +242,13 @@ class TrackedRun:
         self._writer.join()
         try:
             self.flush()
+        except Exception as exc:
+            # Metrics are missing: the run must not look FINISHED (a full disk takes an
+            # UPDATE of the status, and maybe a tag, though no new metric rows).
+            status = "FAILED"
+            with contextlib.suppress(Exception):
+                self.client.set_tag(self.run_id, names.ERROR, clip(redact(f"{exc}"), MAX_TAG_VALUE))
+            raise
         finally:
             self._retry(lambda: self.client.set_terminated(self.run_id, status))
             self.status = status

@@ -37,9 +37,16 @@ def compose_trial(config_name: str, overrides: list[str]) -> Composed:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from pg.core.config import check_group_overrides
+
+    try:
+        check_group_overrides(overrides)
+    except ConfigError as exc:
+        raise SweepError(str(exc)) from None
     try:
         full = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        # ValueError: Hydra's own, e.g. a group given a number (algo=interval(0,1))
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SweepError(f"cannot compose a trial config: {first}") from None
     hydra_node = full.hydra

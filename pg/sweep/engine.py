@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from pg.core.config import ConfigError
 from pg.record import names
 from pg.record.store import redact
 from pg.sweep.mode import resolve
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     import optuna
 
     from pg.core.config import Config
+    from pg.record.store import StoreLocation
     from pg.record.tracker import Tracker
     from pg.record.writer import TrackedRun
     from pg.sweep.orphans import Orphan
@@ -41,16 +43,85 @@ def run_from_hydra(settings: dict[str, Any], config: DictConfig, arguments: list
     """Entry point of the Hydra sweeper; exits 2 on an invalid sweep definition."""
     hydra = config.hydra
     conf_dir = _main_config_dir(config)
-    container = OmegaConf.to_container(OmegaConf.create(settings), resolve=True)
-    assert isinstance(container, dict)
-    clean = {str(k): v for k, v in container.items()}
+    from omegaconf.errors import OmegaConfBaseException
+
     cli_hydra = [str(o) for o in hydra.overrides.hydra]
     try:
+        try:
+            container = OmegaConf.to_container(OmegaConf.create(settings), resolve=True)
+        except OmegaConfBaseException as exc:  # e.g. an interpolation that does not resolve
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SweepError(f"hydra.sweeper: {first}") from None
+        assert isinstance(container, dict)
+        clean = {str(k): v for k, v in container.items()}
         sweep = Sweep.prepare(clean, arguments, conf_dir, str(hydra.job.config_name), cli_hydra)
     except SweepError as exc:
         print(f"pg: invalid sweep: {exc}", file=sys.stderr)
         sys.exit(2)
     return sweep.run()
+
+
+def check_definition(
+    settings: dict[str, Any],
+    arguments: list[str],
+    config_name: str,
+    cli_hydra: list[str] | None = None,
+) -> tuple[Plan, Config, StoreLocation]:
+    """Everything about a sweep that can be checked without connecting to anything.
+
+    Keys and types, the space and its grammar, sampler and pruner options, trial configs
+    composed at the corners of the space, memory for workers x seeds, the tracking URI.
+    Raises :class:`SweepError` (one line); Hydra must be initialised.
+    """
+    from pg.record.store import resolve_store
+    from pg.sweep.compose import compose_trial
+    from pg.sweep.factories import make_pruner, make_sampler
+    from pg.sweep.space import edge_points, override_line
+
+    spec = resolve(build_spec(settings), arguments, cli_hydra or [])
+    the_plan = plan(spec, arguments)
+    if the_plan.mode == "grid":  # every combination once: the grid is the budget
+        spec = replace(spec, n_trials=the_plan.n_combinations, mode="grid")
+        the_plan.spec = spec
+    the_plan.base_overrides.insert(0, QUIET)
+    make_sampler(spec, grid=the_plan.grid)
+    make_pruner(spec)
+    base = compose_trial(config_name, the_plan.base_overrides).config
+    for point in edge_points(the_plan.space):
+        compose_trial(
+            config_name,
+            [*the_plan.base_overrides, *(override_line(k, v) for k, v in point.items())],
+        )
+    _check_memory(base, spec.workers, spec.seeds)
+    try:
+        location = resolve_store(base.tracking)
+    except ConfigError as exc:
+        raise SweepError(str(exc)) from None
+    return the_plan, base, location
+
+
+# Resident memory of one worker process: ~350 MiB measured after importing torch, MLflow,
+# Optuna and gymnasium; the rest is room for the MLflow client and the training loop.
+WORKER_BYTES = 600 * 2**20
+
+
+def _check_memory(base: Config, workers: int, seeds: int) -> None:
+    """``workers`` processes training ``seeds`` configs each at once must fit in memory."""
+    from pg.core.budget import available_memory, gib, too_big
+
+    have = available_memory()
+    room = have - workers * WORKER_BYTES
+    if room <= 0:
+        raise SweepError(
+            f"hydra.sweeper.workers={workers} is not allowed: {workers} processes need "
+            f"~{gib(workers * WORKER_BYTES)}, this machine has {gib(have)} available"
+        )
+    reason = too_big(base, copies=workers * seeds, budget=room)
+    if reason is not None:
+        raise SweepError(
+            f"{reason} (hydra.sweeper.workers={workers} x hydra.sweeper.seeds={seeds} "
+            "trainings at once)"
+        )
 
 
 def _main_config_dir(config: DictConfig) -> str:
@@ -94,28 +165,14 @@ class Sweep:
         """
         import optuna
 
-        from pg.record.store import TrackingUnavailableError, default_study_storage, resolve_store
-        from pg.sweep.compose import compose_trial, ensure_hydra
-        from pg.sweep.factories import make_pruner, make_sampler
-        from pg.sweep.space import edge_points, override_line
+        from pg.record.store import TrackingUnavailableError, default_study_storage
+        from pg.sweep.compose import ensure_hydra
         from pg.sweep.study import claim_mode, open_storage
 
-        spec = resolve(build_spec(settings), arguments, cli_hydra or [])
-        the_plan = plan(spec, arguments)
-        if the_plan.mode == "grid":  # every combination once: the grid is the budget
-            spec = replace(spec, n_trials=the_plan.n_combinations, mode="grid")
-            the_plan.spec = spec
-        the_plan.base_overrides.insert(0, QUIET)
-        make_sampler(spec, grid=the_plan.grid)
-        make_pruner(spec)
         ensure_hydra(conf_dir)
-        base = compose_trial(config_name, the_plan.base_overrides).config
-        for point in edge_points(the_plan.space):
-            compose_trial(
-                config_name,
-                [*the_plan.base_overrides, *(override_line(k, v) for k, v in point.items())],
-            )
-        tracking_uri = resolve_store(base.tracking).uri
+        the_plan, base, location = check_definition(settings, arguments, config_name, cli_hydra)
+        spec = the_plan.spec
+        tracking_uri = location.uri
         url = spec.storage or default_study_storage(tracking_uri)
         cluster = None
         if spec.backend == "ray":
@@ -192,6 +249,8 @@ class Sweep:
                 status = "FAILED"
             try:
                 publish(self.study, self.plan, self.parent)
+            except Exception as exc:  # the trials are in the study whatever happens here
+                _warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
             finally:
                 if self.cluster is not None:
                     self.cluster.close()
@@ -329,12 +388,15 @@ class Sweep:
         params["base_overrides"] = " ".join(self.plan.base_overrides)
         run.log_params(params)
         definition = {**spec.to_dict(), "storage": redact(self.job.storage_url)}
-        run.log_files(
-            {
-                names.SWEEP_DEFINITION: OmegaConf.to_yaml(OmegaConf.create(definition)),
-                names.SWEEP_COMMAND: " ".join(self.job.arguments) + "\n",
-            }
-        )
+        try:
+            run.log_files(
+                {
+                    names.SWEEP_DEFINITION: OmegaConf.to_yaml(OmegaConf.create(definition)),
+                    names.SWEEP_COMMAND: " ".join(self.job.arguments) + "\n",
+                }
+            )
+        except Exception as exc:  # a full or read-only artifact folder: trials still run
+            _warn(f"could not store the sweep definition: {type(exc).__name__}: {exc}")
         return run
 
     def _close_orphans(self) -> None:
@@ -354,3 +416,7 @@ class Sweep:
                 self.tracker.set_tags(run_id, {names.TRIAL_STATE: "FAIL"})
                 if status == "RUNNING":
                     self.tracker.terminate(run_id, "KILLED", {names.STOPPED: orphan.reason})
+
+
+def _warn(message: str) -> None:
+    print(f"pg: warning: {redact(message)}", file=sys.stderr, flush=True)

@@ -28,8 +28,8 @@ def make_sampler(
         "cmaes": optuna.samplers.CmaEsSampler,
         "qmc": optuna.samplers.QMCSampler,
     }
-    if options.get("seed") is not None:
-        options["seed"] = int(options["seed"]) + seed_offset
+    if options.get("seed") is not None:  # an int: checked by spec.build_spec
+        options["seed"] = options["seed"] + seed_offset
     sampler: BaseSampler = _build("sampler", name, classes, options)
     return sampler
 
@@ -85,7 +85,32 @@ def _build(kind: str, name: str, classes: dict[str, Any], options: dict[str, Any
             f"(it takes: {', '.join(sorted(accepted)) or 'nothing'})"
         )
     kwargs = {k: v for k, v in options.items() if k in accepted}
+    for key, value in kwargs.items():
+        _check_option(kind, key, value, inspect.signature(cls).parameters[key].default)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise SweepError(f"{kind} {name!r}: {exc}") from None
+
+
+def _check_option(kind: str, key: str, value: Any, default: Any) -> None:
+    """An option has the type of its constructor default (Optuna checks few of them, and
+    a string where a number belongs fails only when the first trial is pruned)."""
+    import math
+
+    def bad(allowed: str) -> SweepError:
+        return SweepError(f"hydra.sweeper.{kind}.{key}={value!r} is not allowed: {allowed}")
+
+    is_bool = isinstance(value, bool)
+    if isinstance(default, bool) and not is_bool:
+        raise bad("true or false")
+    if (
+        isinstance(default, int)
+        and not isinstance(default, bool)
+        and (is_bool or not isinstance(value, int) or not 0 <= value < 2**31)
+    ):
+        raise bad("an integer in [0, 2147483647]")
+    if isinstance(default, float) and (
+        is_bool or not isinstance(value, int | float) or not math.isfinite(value)
+    ):
+        raise bad("a finite number")

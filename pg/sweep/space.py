@@ -7,6 +7,7 @@ and ``tag(log, ...)`` samples on a log scale.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -85,7 +86,9 @@ def distribution(override: Override) -> BaseDistribution:
     if isinstance(value, IntervalSweep):
         low: Any = value.start
         high: Any = value.end
-        if low is None or high is None or not low < high:
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in (low, high)):
+            raise SpaceError(f"{key}: interval({low}, {high}) needs two finite numbers")
+        if not low < high:
             raise SpaceError(f"{key}: interval({low}, {high}) is empty")
         if log and low <= 0:
             raise SpaceError(f"{key}: a log-scale interval needs a lower end > 0")
