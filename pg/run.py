@@ -17,7 +17,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from pg.core.config import ConfigError, check_group_overrides, register_configs, to_config
+from pg.core.checks import check_group_overrides
+from pg.core.config import ConfigError, register_configs, to_config
 
 EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
 

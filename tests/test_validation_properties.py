@@ -27,16 +27,11 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
-from pg.core.config import (
-    Config,
-    ConfigError,
-    check_group_overrides,
-    register_configs,
-    to_config,
-)
+from pg.core.checks import check_group_overrides
+from pg.core.config import Config, ConfigError, register_configs, to_config
 from pg.record.store import resolve_store
 from pg.run import explain
-from pg.sweep.engine import check_definition
+from pg.sweep.checks import check_definition
 from pg.sweep.spec import SweepError, SweepSpec
 from tests.conftest import FAST, ROOT, Store
 

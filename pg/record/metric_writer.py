@@ -117,7 +117,12 @@ def writer_for(uri: str) -> MetricWriter | None:
 def serve(conn: Connection, uri: str) -> None:
     """Write rows as they come; on EOF (the training process died) write what is held."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import logging
+
     from pg.record.store import apply_http_client_defaults
+
+    # MLflow logs every database error with a traceback; the run reports it in one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
     apply_http_client_defaults()
     from mlflow.tracking import MlflowClient

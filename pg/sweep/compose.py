@@ -37,7 +37,7 @@ def compose_trial(config_name: str, overrides: list[str]) -> Composed:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from pg.core.config import check_group_overrides
+    from pg.core.checks import check_group_overrides
 
     try:
         check_group_overrides(overrides)

@@ -13,30 +13,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pg.core.config import ConfigError
 from pg.record import names
 from pg.record.store import redact
-from pg.sweep.mode import resolve
-from pg.sweep.spec import Plan, SweepError, build_spec, plan
+from pg.sweep.checks import check_definition
+from pg.sweep.spec import Plan, SweepError
 from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job, work
 
 if TYPE_CHECKING:
     import optuna
 
     from pg.core.config import Config
-    from pg.record.store import StoreLocation
     from pg.record.tracker import Tracker
     from pg.record.writer import TrackedRun
     from pg.sweep.orphans import Orphan
     from pg.sweep.ray_backend import RayCluster
-
-QUIET = "train.progress=false"  # trial progress bars would interleave; one line per trial
 
 
 def run_from_hydra(settings: dict[str, Any], config: DictConfig, arguments: list[str]) -> float:
@@ -59,69 +54,6 @@ def run_from_hydra(settings: dict[str, Any], config: DictConfig, arguments: list
         print(f"pg: invalid sweep: {exc}", file=sys.stderr)
         sys.exit(2)
     return sweep.run()
-
-
-def check_definition(
-    settings: dict[str, Any],
-    arguments: list[str],
-    config_name: str,
-    cli_hydra: list[str] | None = None,
-) -> tuple[Plan, Config, StoreLocation]:
-    """Everything about a sweep that can be checked without connecting to anything.
-
-    Keys and types, the space and its grammar, sampler and pruner options, trial configs
-    composed at the corners of the space, memory for workers x seeds, the tracking URI.
-    Raises :class:`SweepError` (one line); Hydra must be initialised.
-    """
-    from pg.record.store import resolve_store
-    from pg.sweep.compose import compose_trial
-    from pg.sweep.factories import make_pruner, make_sampler
-    from pg.sweep.space import edge_points, override_line
-
-    spec = resolve(build_spec(settings), arguments, cli_hydra or [])
-    the_plan = plan(spec, arguments)
-    if the_plan.mode == "grid":  # every combination once: the grid is the budget
-        spec = replace(spec, n_trials=the_plan.n_combinations, mode="grid")
-        the_plan.spec = spec
-    the_plan.base_overrides.insert(0, QUIET)
-    make_sampler(spec, grid=the_plan.grid)
-    make_pruner(spec)
-    base = compose_trial(config_name, the_plan.base_overrides).config
-    for point in edge_points(the_plan.space):
-        compose_trial(
-            config_name,
-            [*the_plan.base_overrides, *(override_line(k, v) for k, v in point.items())],
-        )
-    _check_memory(base, spec.workers, spec.seeds)
-    try:
-        location = resolve_store(base.tracking)
-    except ConfigError as exc:
-        raise SweepError(str(exc)) from None
-    return the_plan, base, location
-
-
-# Resident memory of one worker process: ~350 MiB measured after importing torch, MLflow,
-# Optuna and gymnasium; the rest is room for the MLflow client and the training loop.
-WORKER_BYTES = 600 * 2**20
-
-
-def _check_memory(base: Config, workers: int, seeds: int) -> None:
-    """``workers`` processes training ``seeds`` configs each at once must fit in memory."""
-    from pg.core.budget import available_memory, gib, too_big
-
-    have = available_memory()
-    room = have - workers * WORKER_BYTES
-    if room <= 0:
-        raise SweepError(
-            f"hydra.sweeper.workers={workers} is not allowed: {workers} processes need "
-            f"~{gib(workers * WORKER_BYTES)}, this machine has {gib(have)} available"
-        )
-    reason = too_big(base, copies=workers * seeds, budget=room)
-    if reason is not None:
-        raise SweepError(
-            f"{reason} (hydra.sweeper.workers={workers} x hydra.sweeper.seeds={seeds} "
-            "trainings at once)"
-        )
 
 
 def _main_config_dir(config: DictConfig) -> str:
