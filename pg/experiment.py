@@ -110,6 +110,7 @@ def execution(
     parent_run_id: str | None = None,
     tags: dict[str, str] | None = None,
     on_start: Callable[[str], None] | None = None,
+    run_name: str | None = None,
 ) -> Generator[Report, None, Outcome]:
     """:func:`execute` as a generator of ``(step, objective)`` reports.
 
@@ -139,7 +140,7 @@ def execution(
         names.OBJECTIVE: cfg.train.objective,
     }
     run_tags.update(tags or {})
-    run = tracker.start_run(default_run_name(cfg), run_tags, parent_run_id)
+    run = tracker.start_run(run_name or default_run_name(cfg), run_tags, parent_run_id)
     if on_start is not None:  # a sweep records the run id before training starts
         on_start(run.run_id)
     with run:
@@ -167,15 +168,14 @@ def execution(
         curve = learning_curve_png(
             result, f"{default_run_name(cfg)} ({run.run_id[:8]})", cfg.train.target_return
         )
+        weights = policy_files(result.policy, result.spec)
         run.log_files(
             {
-                **{
-                    f"{names.MODEL_DIR}/{name}": content
-                    for name, content in policy_files(result.policy, result.spec).items()
-                },
+                **{f"{names.MODEL_DIR}/{name}": content for name, content in weights.items()},
                 names.CURVE_FILE: curve,
             }
         )
+        run.log_policy_model(weights, result.spec, {m.OBJECTIVE: result.objective}, result.steps)
     return Outcome(run.run_id, result.objective, result)
 
 

@@ -23,6 +23,8 @@ from pg.record.store import StoreLocation, redact
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+    from pg.core.policy import PolicySpec
+
 # MLflow's limits (mlflow.utils.validation); values are truncated rather than rejected.
 MAX_PARAM_VALUE = 6000
 MAX_KEY = 250
@@ -175,6 +177,32 @@ class TrackedRun:
                     target.write_text(content)
             self._retry(lambda: self.client.log_artifacts(self.run_id, str(root)))
 
+    def log_policy_model(
+        self,
+        files: Mapping[str, str | bytes],
+        spec: PolicySpec,
+        metrics: Mapping[str, float],
+        step: int,
+    ) -> str:
+        """The policy as a LoggedModel of this run (see :mod:`pg.record.models`); its id."""
+        from pg.record.models import log_policy_model
+
+        ids: list[str] = []
+        self._retry(
+            lambda: ids.append(
+                log_policy_model(
+                    self.client,
+                    self.run_id,
+                    files,
+                    obs_shape=spec.obs_shape,
+                    pixels=spec.model == "conv",
+                    metrics=metrics,
+                    step=step,
+                )
+            )
+        )
+        return ids[-1]
+
     def log_dir(self, local_dir: Path, artifact_path: str) -> None:
         self._retry(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path))
 
@@ -236,7 +264,8 @@ class TrackedRun:
 class Stopped(Exception):  # noqa: N818 - a stop request, not an error
     """Raised to end training early on purpose (e.g. a pruned trial).
 
-    The run ends with ``status`` instead of FAILED and records ``reason``.
+    The run ends with ``status`` instead of FAILED and records ``reason``: FINISHED for a
+    pruned trial (the sweep working as meant), KILLED for a stop from outside.
     """
 
     def __init__(self, reason: str, status: str = "KILLED") -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from pg.record import names
-from pg.sweep.spec import Plan, SweepError, build_spec, plan
+from pg.sweep.spec import QUIET, Plan, SweepError, build_spec, plan
 from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job, work
 
 if TYPE_CHECKING:
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from pg.core.config import Config
     from pg.record.tracker import Tracker
     from pg.record.writer import TrackedRun
-
-QUIET = "train.progress=false"  # trial progress bars would interleave; one line per trial
 
 
 def run_from_hydra(settings: dict[str, Any], config: DictConfig, arguments: list[str]) -> float:
@@ -77,6 +75,7 @@ class Sweep:
         """Check the whole definition and open the study; no MLflow run yet."""
         import optuna
 
+        from pg.record.provenance import command_line
         from pg.record.store import TrackingUnavailableError, default_study_storage, resolve_store
         from pg.sweep.compose import compose_trial, ensure_hydra
         from pg.sweep.factories import make_pruner, make_sampler
@@ -85,7 +84,7 @@ class Sweep:
 
         spec = build_spec(settings)
         the_plan = plan(spec, arguments)
-        the_plan.base_overrides.insert(0, QUIET)
+        the_plan.base_overrides[:0] = QUIET
         make_sampler(spec)
         make_pruner(spec)
         ensure_hydra(conf_dir)
@@ -127,6 +126,7 @@ class Sweep:
             sweep_run_id=None,
             deadline=deadline,
             seed_offset=len(study.get_trials(deepcopy=False)),
+            command=command_line(),
         )
         return cls(the_plan, job, base, study, tracker)
 
@@ -233,6 +233,7 @@ class Sweep:
         if self.tracker is None:
             return None
         from pg.record.provenance import flatten
+        from pg.sweep.naming import sweep_run_name
         from pg.sweep.study import BudgetLock
 
         spec = self.plan.spec
@@ -243,7 +244,7 @@ class Sweep:
                 if reopened is not None:
                     return reopened
             run = self.tracker.start_run(
-                f"sweep-{spec.study_name}",
+                sweep_run_name(spec.study_name),
                 {
                     names.KIND: names.KIND_SWEEP,
                     names.STUDY: spec.study_name,

@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from pg.record import names
 from pg.record.names import BEST_YAML, HISTORY_PNG, IMPORTANCE_PNG, TRIALS_CSV
+from pg.sweep.spec import QUIET
 
 if TYPE_CHECKING:
     import optuna
@@ -58,7 +59,7 @@ def best_params_yaml(study: optuna.Study, plan: Plan) -> str:
         return "# no trial completed\n"
     params = dict(best.params)
     overrides = [*plan.base_overrides, *(override_line(k, v) for k, v in params.items())]
-    overrides = [o for o in overrides if not o.startswith("train.progress=")]
+    overrides = [o for o in overrides if o not in QUIET]
     body = OmegaConf.to_yaml(
         OmegaConf.create(
             {

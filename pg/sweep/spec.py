@@ -24,6 +24,12 @@ class SweepError(ValueError):
     """The sweep definition is invalid; nothing has been started."""
 
 
+# Every trial, before the sweep file and the command line (which win): no progress bars
+# (they would interleave), no GIF (the best trial gets one at the end), no system metrics
+# (a sampling thread per trial for a chart nobody compares across twenty trials).
+QUIET = ["train.progress=false", "train.video=false", "tracking.system_metrics=false"]
+
+
 @dataclass
 class SweepSpec:
     """The settings of one sweep (keys of a sweep file, under ``hydra.sweeper``)."""

@@ -1,0 +1,137 @@
+"""The policy as an MLflow 3 LoggedModel, and the Model Registry.
+
+Every finished training run logs its policy as a LoggedModel linked to the run (the UI's
+"Models" column and the run's "Logged models" show it, with the run's objective as its
+metric).  The model is a pyfunc logged from code (:mod:`pg.record.policy_model`), so
+``mlflow.pyfunc.load_model(uri).predict(observations)`` returns actions and loading
+executes no pickled code; ``pg``'s own loader reads the same files
+(:func:`download_policy` + :func:`pg.core.policy.load_policy`).
+
+Everything goes through an explicit ``MlflowClient``: MLflow's ``log_model`` would use the
+process-global tracking URI and active experiment, which a sweep worker does not set.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pg.record import names
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+CODE_FILE = Path(__file__).with_name("policy_model.py")
+
+
+def _requirements() -> list[str]:
+    """Pinned by hand: MLflow's inference would import the model in a subprocess (~10 s)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("mlflow", "torch", "numpy", "gymnasium")]
+
+
+def _signature(obs_shape: tuple[int, ...], pixels: bool) -> object:
+    import numpy as np
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    dtype = np.dtype(np.uint8) if pixels else np.dtype(np.float32)
+    return ModelSignature(
+        inputs=Schema([TensorSpec(dtype, (-1, *obs_shape))]),
+        outputs=Schema([TensorSpec(np.dtype(np.int64), (-1,))]),
+    )
+
+
+def log_policy_model(
+    client: MlflowClient,
+    run_id: str,
+    files: Mapping[str, str | bytes],
+    *,
+    obs_shape: tuple[int, ...],
+    pixels: bool,
+    metrics: Mapping[str, float],
+    step: int,
+) -> str:
+    """Log the policy ``files`` (weights + spec) as a LoggedModel of ``run_id``; its id."""
+    import os
+    import warnings
+
+    import mlflow.pyfunc
+    from mlflow.entities import LoggedModelOutput, Metric
+    from mlflow.models import Model
+
+    # Copying the weights into the model would draw a progress bar per run.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    experiment_id = client.get_run(run_id).info.experiment_id
+    model = client.create_logged_model(
+        experiment_id,
+        name=names.MODEL_NAME,
+        source_run_id=run_id,
+        model_type=names.MODEL_TYPE,
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="pg-model-") as tmp:
+            policy_dir = Path(tmp) / names.MODEL_POLICY_ARTIFACT
+            policy_dir.mkdir()
+            for name, content in files.items():
+                target = policy_dir / name
+                if isinstance(content, bytes):
+                    target.write_bytes(content)
+                else:
+                    target.write_text(content)
+            local = Path(tmp) / "model"
+            with warnings.catch_warnings():
+                # The signature is given, so MLflow's hints about inferring one do not apply.
+                warnings.filterwarnings("ignore", message=".*(type hint|input example).*")
+                mlflow.pyfunc.save_model(
+                    path=str(local),
+                    python_model=str(CODE_FILE),
+                    artifacts={names.MODEL_POLICY_ARTIFACT: str(policy_dir)},
+                    signature=_signature(obs_shape, pixels),  # type: ignore[arg-type]
+                    pip_requirements=_requirements(),
+                    mlflow_model=Model(
+                        artifact_path=model.artifact_location,
+                        run_id=run_id,
+                        model_id=model.model_id,
+                        model_uuid=model.model_id,
+                    ),
+                )
+            client.log_model_artifacts(model.model_id, str(local))
+    except BaseException:
+        client.finalize_logged_model(model.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(model.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step)])
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(k, float(v), now, step, model_id=model.model_id) for k, v in metrics.items()
+        ],
+    )
+    return str(model.model_id)
+
+
+def model_uri(model_id: str) -> str:
+    return f"models:/{model_id}"
+
+
+def run_model_ids(client: MlflowClient, run_id: str) -> list[str]:
+    """The LoggedModels a run produced (its outputs), oldest first."""
+    run = client.get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs is not None else []
+    return [str(o.model_id) for o in outputs]
+
+
+def download_policy(client: MlflowClient, model_id: str, dst: Path) -> Path:
+    """The folder of pg's own policy files in a LoggedModel, for ``load_policy``."""
+    from mlflow.artifacts import download_artifacts
+
+    root = client.get_logged_model(model_id).artifact_location
+    uri = f"{root}/artifacts/{names.MODEL_POLICY_ARTIFACT}"
+    return Path(download_artifacts(artifact_uri=uri, dst_path=str(dst)))
