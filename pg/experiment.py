@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
     from omegaconf import DictConfig
+    from torch import nn
 
     from pg.core.train import Report, ReportHook, TrainResult
+    from pg.record.writer import TrackedRun
 
 
 @dataclass
@@ -176,7 +178,25 @@ def execution(
             }
         )
         run.log_policy_model(weights, result.spec, {m.OBJECTIVE: result.objective}, result.steps)
+        if cfg.train.video:
+            log_clip(run, cfg, result.policy)
     return Outcome(run.run_id, result.objective, result)
+
+
+def log_clip(run: TrackedRun, cfg: Config, policy: nn.Module) -> None:
+    """One greedy episode as ``media/policy.gif``, rendered after training has ended."""
+    from pg.core.video import greedy_clip
+    from pg.record import names
+
+    clip = greedy_clip(cfg.env, policy, seed=cfg.seed)
+    run.log_files({names.POLICY_GIF: clip.gif})
+    run.set_tags(
+        {
+            names.VIDEO_STEPS: str(clip.steps),
+            names.VIDEO_RETURN: f"{clip.episode_return:g}",
+            names.VIDEO_SECONDS: f"{clip.seconds:.2f}",
+        }
+    )
 
 
 def summary(outcome: Outcome, cfg: Config) -> list[str]:

@@ -23,6 +23,7 @@ PRUNING = [
     "hydra.sweeper.pruner.n_startup_trials=2",
     "hydra.sweeper.pruner.n_warmup_steps=0",
     "env.max_episode_steps=500,10",
+    "hydra.sweeper.register_model=cartpole-policy",
 ]
 REFUSED = r"(?i)weights.only|unpickl|unsupported"  # torch's refusal of a code pickle
 TRIAL_NAME = re.compile(r"^t\d{3} lr=0\.\d{3,} gamma=0\.\d{3} bs=\d+ max_ep=(10|500)$")
@@ -144,11 +145,32 @@ def test_seed_runs_named_after_their_trial(worker_sweep: Store) -> None:
 def test_single_run_keeps_its_name(
     tmp_path_factory: pytest.TempPathFactory, migrated_db: Path
 ) -> None:
+    """A single run keeps its name, logs its model and, by default, a clip of it acting."""
     store = fresh(tmp_path_factory, migrated_db, "single")
-    ok(run_module("pg.run", [*FAST, "tracking.system_metrics=false", "train.video=false"], store))
+    ok(run_module("pg.run", [*FAST, "tracking.system_metrics=false"], store))
     (run,) = store.runs()
     assert run.info.run_name == "cartpole-reinforce-s0"
     assert run.data.tags["pg.command"].startswith("python -m pg.run train.max_steps=3000")
+    assert len(run.outputs.model_outputs) == 1
+    gif = Path(store.client().download_artifacts(run.info.run_id, "media/policy.gif"))
+    assert_one_episode(gif, int(run.data.tags["pg.video_steps"]))
+
+
+def assert_one_episode(gif: Path, steps: int) -> None:
+    """The GIF holds the first frame and one per env step, at CartPole's 50 frames/s.
+
+    Identical consecutive frames may be merged by the encoder (their delays add up), so
+    the total display time is the exact count."""
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        n = im.n_frames
+        total_ms = 0
+        for i in range(n):
+            im.seek(i)
+            total_ms += im.info["duration"]
+    assert total_ms == (steps + 1) * 20
+    assert 2 <= n <= steps + 1
 
 
 # -- the policy as an MLflow model -----------------------------------------------------
@@ -250,3 +272,62 @@ def test_a_tampered_pickle_is_never_executed(pruned_sweep: Store, tmp_path: Path
     with pytest.raises(Exception):  # noqa: B017 - any refusal; what matters is the marker
         load_policy(weights.parent)
     assert not marker.exists(), "a pickle in the model was executed"
+
+
+# -- the best trial's clip and the Model Registry ---------------------------------------
+def greedy_episode_length(policy: Any, seed: int, max_steps: int) -> int:
+    """Played here with gymnasium itself, not with pg's renderer."""
+    import gymnasium as gym
+    import torch
+
+    env = gym.make("CartPole-v1", max_episode_steps=max_steps)
+    obs, _ = env.reset(seed=seed)
+    steps, done = 0, False
+    while not done:
+        with torch.no_grad():
+            action = int(policy(torch.as_tensor(obs[None])).argmax(dim=-1)[0])
+        obs, _, terminated, truncated, _ = env.step(action)
+        steps, done = steps + 1, terminated or truncated
+    return steps
+
+
+def test_best_trial_alone_has_a_clip_of_one_episode(pruned_sweep: Store, tmp_path: Path) -> None:
+    from pg.core.policy import load_policy
+    from pg.record.models import download_policy
+
+    client = pruned_sweep.client()
+    best, model_id = best_trial_model(pruned_sweep)
+    for run in by_kind(pruned_sweep, "trial"):
+        media = [f.path for f in client.list_artifacts(run.info.run_id, "media")]
+        assert media == (["media/policy.gif"] if run.info.run_id == best.info.run_id else [])
+    policy = load_policy(download_policy(client, model_id, tmp_path / "model"))
+    max_steps = int(best.data.params["env.max_episode_steps"])
+    steps = greedy_episode_length(policy, int(best.data.tags["pg.seed"]), max_steps)
+    assert best.data.tags["pg.video_steps"] == str(steps)
+    gif = Path(client.download_artifacts(best.info.run_id, "media/policy.gif", str(tmp_path)))
+    assert_one_episode(gif, steps)
+
+
+def test_register_model_creates_version_1_with_tags(pruned_sweep: Store) -> None:
+    import mlflow
+
+    st = sweep_study(pruned_sweep)
+    client = pruned_sweep.client()
+    (version,) = client.search_model_versions("name = 'cartpole-policy'")
+    assert version.version in (1, "1")
+    best, model_id = best_trial_model(pruned_sweep)
+    assert version.run_id == best.info.run_id
+    assert version.tags["pg.study"] == "cartpole_reinforce"
+    assert version.tags["pg.trial_number"] == str(st.best_trial.number)
+    assert float(version.tags["pg.best_value"]) == pytest.approx(st.best_trial.value)
+    assert version.tags["pg.model_id"] == model_id
+    mlflow.set_tracking_uri(pruned_sweep.uri)
+    actions = mlflow.pyfunc.load_model("models:/cartpole-policy/1").predict(observations(5))
+    assert actions.shape == (5,)
+
+
+def test_register_model_needs_a_name(store: Store) -> None:
+    proc = run_module("pg.run", ["-m", *TINY, "hydra.sweeper.register_model=''"], store)
+    assert proc.returncode == 2
+    assert "register_model" in proc.stderr and "model name" in proc.stderr
+    assert not store.runs()

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pg.core.metrics import OBJECTIVE
 from pg.record import names
 
 if TYPE_CHECKING:
@@ -86,8 +87,8 @@ def log_policy_model(
                     target.write_text(content)
             local = Path(tmp) / "model"
             with warnings.catch_warnings():
-                # The signature is given, so MLflow's hints about inferring one do not apply.
-                warnings.filterwarnings("ignore", message=".*(type hint|input example).*")
+                # The signature is given: MLflow's advice to add an input example is moot.
+                warnings.filterwarnings("ignore", message=".*input example")
                 mlflow.pyfunc.save_model(
                     path=str(local),
                     python_model=str(CODE_FILE),
@@ -135,3 +136,47 @@ def download_policy(client: MlflowClient, model_id: str, dst: Path) -> Path:
     root = client.get_logged_model(model_id).artifact_location
     uri = f"{root}/artifacts/{names.MODEL_POLICY_ARTIFACT}"
     return Path(download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+
+
+def best_model(client: MlflowClient, run_id: str, maximize: bool) -> tuple[str, str] | None:
+    """``(run id, model id)`` of the policy that stands for a trial run.
+
+    A single-seed trial run trained the policy itself; a multi-seed trial run holds only
+    the mean, so its seed run with the best ``objective`` stands for it.
+    """
+    own = run_model_ids(client, run_id)
+    if own:
+        return run_id, own[-1]
+    run = client.get_run(run_id)
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.`{names.PARENT_RUN}` = '{run_id}'", max_results=1000
+    )
+    scored = [
+        (float(c.data.metrics[OBJECTIVE]), c.info.run_id)
+        for c in children
+        if OBJECTIVE in c.data.metrics and run_model_ids(client, c.info.run_id)
+    ]
+    if not scored:
+        return None
+    _, best = max(scored) if maximize else min(scored)
+    return best, run_model_ids(client, best)[-1]
+
+
+def register(
+    client: MlflowClient, name: str, model_id: str, run_id: str, tags: Mapping[str, str]
+) -> str:
+    """A new version of registered model ``name`` pointing at LoggedModel ``model_id``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    # The model's own artifact location as source: a ``models:/`` source would be looked
+    # up through the process-global tracking URI, not this client's store.
+    source = client.get_logged_model(model_id).artifact_location
+    version = client.create_model_version(
+        name, source=source, run_id=run_id, tags=dict(tags), model_id=model_id
+    )
+    return str(version.version)

@@ -51,6 +51,10 @@ DIRECTION = "pg.direction"
 BEST_TRIAL = "pg.best_trial"
 BEST_VALUE = "pg.best_value"
 BEST_RUN_ID = "pg.best_run_id"
+VIDEO_STEPS = "pg.video_steps"  # env steps of the episode in POLICY_GIF (frames - 1)
+VIDEO_RETURN = "pg.video_return"
+VIDEO_SECONDS = "pg.video_seconds"  # rendering + encoding time, after training
+MODEL_ID = "pg.model_id"  # on a registered version: the LoggedModel it points to
 N_TRIALS_DONE = "pg.n_trials_done"
 N_STATE_PREFIX = "pg.n_"  # pg.n_complete, pg.n_pruned, pg.n_fail, ...
 

@@ -22,14 +22,14 @@ POLICY_ARTIFACT = "policy"  # pg.record.names.MODEL_POLICY_ARTIFACT; this file r
 class PolicyModel(PythonModel):
     """Greedy actions of a pg policy network (the argmax of its logits)."""
 
-    _skip_type_hint_validation = True  # the signature (a tensor spec) validates inputs
-
     def load_context(self, context: Any) -> None:
         from pg.core.policy import load_policy
 
         self.policy = load_policy(Path(context.artifacts[POLICY_ARTIFACT]))
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+    # No annotations: MLflow would try to infer a signature from them (and warn that it
+    # cannot); the logged model carries an explicit tensor signature instead.
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         import torch
 
         obs = torch.as_tensor(np.asarray(model_input))

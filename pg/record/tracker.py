@@ -115,6 +115,10 @@ class Tracker:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, clip(redact(value), MAX_TAG_VALUE))
 
+    def attach(self, run_id: str, files: Mapping[str, str | bytes]) -> None:
+        """Upload ``{artifact path: content}`` to a run that may have ended already."""
+        TrackedRun.upload(self.client, run_id, files)
+
     def log_metric(self, run_id: str, key: str, value: float, step: int) -> None:
         self.client.log_metric(run_id, key, value, step=step)
 

@@ -166,6 +166,10 @@ class TrackedRun:
 
     def log_files(self, files: Mapping[str, str | bytes]) -> None:
         """Upload ``{artifact path: content}`` in one call (one round trip on a server)."""
+        self._retry(lambda: TrackedRun.upload(self.client, self.run_id, files))
+
+    @staticmethod
+    def upload(client: MlflowClient, run_id: str, files: Mapping[str, str | bytes]) -> None:
         with tempfile.TemporaryDirectory(prefix="pg-artifacts-") as tmp:
             root = Path(tmp)
             for rel, content in files.items():
@@ -175,7 +179,7 @@ class TrackedRun:
                     target.write_bytes(content)
                 else:
                     target.write_text(content)
-            self._retry(lambda: self.client.log_artifacts(self.run_id, str(root)))
+            client.log_artifacts(run_id, str(root))
 
     def log_policy_model(
         self,

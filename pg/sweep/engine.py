@@ -158,6 +158,8 @@ class Sweep:
                     if code == EXIT_FAILURES:
                         self.parent.set_tags({names.ERROR: "too many failed trials"})
                     self.parent.end(status)
+        if self.tracker is not None and code != EXIT_INTERRUPTED:
+            self._finish_best(self.tracker)
         if self.parent is not None and self.tracker is not None:
             print(
                 f"pg: sweep run {self.parent.run_id} in experiment "
@@ -177,6 +179,20 @@ class Sweep:
             sys.exit(130)
         best = best_trial(self.study)
         return float(best.value) if best is not None and best.value is not None else float("nan")
+
+    def _finish_best(self, tracker: Tracker) -> None:
+        """The best trial's GIF and registration; a failure here does not undo the sweep."""
+        from pg.sweep.best import finish_best
+
+        try:
+            lines = finish_best(self.study, self.plan, self.job.config_name, tracker)
+        except Exception as exc:
+            print(f"pg: best trial's clip/registration failed: {exc}", file=sys.stderr)
+            if self.plan.spec.register_model:
+                sys.exit(1)
+            return
+        for line in lines:
+            print(line, flush=True)
 
     def _header(self) -> None:
         spec = self.plan.spec

@@ -49,6 +49,7 @@ class SweepSpec:
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
     params: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
+    register_model: str | None = None  # Model Registry name for the best trial's policy
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +92,11 @@ def _check_spec(spec: SweepSpec) -> None:
             raise SweepError(message)
 
     need(bool(spec.study_name), "study_name must be a non-empty name")
+    need(
+        spec.register_model is None
+        or (isinstance(spec.register_model, str) and spec.register_model.strip() != ""),
+        f"register_model={spec.register_model!r} must be null or a model name",
+    )
     need(
         spec.n_trials is not None or spec.timeout is not None,
         "set n_trials, timeout or both (a sweep needs an end)",
