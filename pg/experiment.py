@@ -145,6 +145,8 @@ def execution(
     run = tracker.start_run(run_name or default_run_name(cfg), run_tags, parent_run_id)
     if on_start is not None:  # a sweep records the run id before training starts
         on_start(run.run_id)
+    if cfg.tracking.system_metrics:
+        run.monitor_system()
     with run:
         reproduce = f"python -m pg.reproduce {run.run_id}"
         if tracker.location != default_location():

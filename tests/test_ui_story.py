@@ -115,6 +115,11 @@ def test_analysis_counts_pruned_runs_as_stopped(pruned_sweep: Store) -> None:
     assert trials[trials["trial_state"] == "COMPLETE"]["completed"].all()
 
 
+def test_trials_record_no_system_metrics(pruned_sweep: Store) -> None:
+    for run in pruned_sweep.runs():
+        assert not [k for k in run.data.metrics if k.startswith("system/")], run.info.run_name
+
+
 def test_experiment_opens_in_the_training_view(pruned_sweep: Store) -> None:
     exp = pruned_sweep.client().get_experiment_by_name("pg")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
@@ -147,8 +152,12 @@ def test_single_run_keeps_its_name(
 ) -> None:
     """A single run keeps its name, logs its model and, by default, a clip of it acting."""
     store = fresh(tmp_path_factory, migrated_db, "single")
-    ok(run_module("pg.run", [*FAST, "tracking.system_metrics=false"], store))
+    ok(run_module("pg.run", FAST, store))
     (run,) = store.runs()
+    # MLflow's system metrics, on by default for a single run.
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
+        run.data.metrics
+    )
     assert run.info.run_name == "cartpole-reinforce-s0"
     assert run.data.tags["pg.command"].startswith("python -m pg.run train.max_steps=3000")
     assert len(run.outputs.model_outputs) == 1

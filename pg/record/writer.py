@@ -31,6 +31,7 @@ MAX_KEY = 250
 MAX_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 MAX_TAG_VALUE = 8000
+SYSTEM_INTERVAL = 1.0  # seconds between system-metric samples (MLflow's default: 10)
 
 
 def clip(value: str, limit: int) -> str:
@@ -61,6 +62,7 @@ class TrackedRun:
         self._writer = threading.Thread(target=self._write_loop, name="mlflow-writer", daemon=True)
         self._writer.start()
         self.status: str | None = None
+        self._system: Any = None
 
     # -- metrics ---------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -225,7 +227,24 @@ class TrackedRun:
                 delay = min(delay * 2, 10.0)
 
     # -- lifecycle -------------------------------------------------------------
+    def monitor_system(self, interval: float = SYSTEM_INTERVAL) -> None:
+        """MLflow's own system metrics (``system/cpu_utilization_percentage``, memory, disk,
+        network) sampled by a thread of MLflow's until the run ends."""
+        import logging
+
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        # Its start and stop are logged at INFO on every run.
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+        self._system = SystemMetricsMonitor(  # type: ignore[no-untyped-call]
+            self.run_id, sampling_interval=interval, tracking_uri=self.location.uri
+        )
+        self._system.start()
+
     def end(self, status: str) -> None:
+        if self._system is not None:
+            self._system.finish()
+            self._system = None
         self._closing = True
         self._wake.set()
         self._writer.join()
