@@ -218,5 +218,12 @@ def summary(outcome: Outcome, cfg: Config) -> list[str]:
     exp = cfg.tracking.experiment
     lines.append(f"MLflow run {outcome.run_id} in experiment '{exp}' at {loc.display}")
     if loc.sqlite_path is not None:
-        lines.append("browse it with: python -m pg.ui   (then open http://127.0.0.1:5000)")
+        from pg.record.names import UI_TRAINING_VIEW
+        from pg.record.tracker import tracker_for
+
+        page = f"#/experiments/{tracker_for(cfg.tracking).experiment_id}/runs/{outcome.run_id}"
+        lines.append(
+            "browse it with: python -m pg.ui   (then open "
+            f"http://127.0.0.1:5000/{page}{UI_TRAINING_VIEW})"
+        )
     return lines

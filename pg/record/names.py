@@ -68,6 +68,9 @@ SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
 # (runs, charts, models) instead of the GenAI view (traces, sessions, judges).
 EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
+# MLflow 3.17's UI picks its view from the sidebar switch (remembered per browser, GenAI by
+# default) or from this query in the address; links pg prints carry it.
+UI_TRAINING_VIEW = "?workflowType=machine_learning"
 
 # -- logged models (MLflow 3 LoggedModel) and the Model Registry ------------------------
 MODEL_NAME = "policy"  # the LoggedModel's name on every run
