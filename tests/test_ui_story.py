@@ -206,6 +206,8 @@ def test_best_trial_has_a_logged_model_with_its_objective(pruned_sweep: Store) -
     assert str(model.status) in ("READY", "LoggedModelStatus.READY")
     metrics = {m.key: m.value for m in model.metrics or []}
     assert metrics["objective"] == pytest.approx(best.data.metrics["objective"])
+    # Linking the metric to the model kept the run's history at one objective row.
+    assert len(pruned_sweep.client().get_metric_history(best.info.run_id, "objective")) == 1
     # Pruned trials stopped before the end: no model for them.
     for run in by_kind(pruned_sweep, "trial"):
         if run.data.tags["pg.trial_state"] == "PRUNED":

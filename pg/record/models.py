@@ -23,6 +23,7 @@ from pg.core.metrics import OBJECTIVE
 from pg.record import names
 
 if TYPE_CHECKING:
+    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
 CODE_FILE = Path(__file__).with_name("policy_model.py")
@@ -62,7 +63,7 @@ def log_policy_model(
     import warnings
 
     import mlflow.pyfunc
-    from mlflow.entities import LoggedModelOutput, Metric
+    from mlflow.entities import LoggedModelOutput
     from mlflow.models import Model
 
     # Copying the weights into the model would draw a progress bar per run.
@@ -108,14 +109,27 @@ def log_policy_model(
         raise
     client.finalize_logged_model(model.model_id, "READY")
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step)])
-    now = int(time.time() * 1000)
-    client.log_batch(
-        run_id,
-        metrics=[
-            Metric(k, float(v), now, step, model_id=model.model_id) for k, v in metrics.items()
-        ],
-    )
+    client.log_batch(run_id, metrics=_linked(client, run_id, metrics, step, model.model_id))
     return str(model.model_id)
+
+
+def _linked(
+    client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int, model_id: str
+) -> list[Metric]:
+    """The run's own rows of ``metrics`` at ``step``, again, now naming the model.
+
+    Same key, timestamp, step and value as the row already stored, so the run's history
+    keeps one row (what MLflow's ``log_model`` does too); a new timestamp would add a
+    second ``objective`` row and make a reproduction differ from its source.
+    """
+    from mlflow.entities import Metric
+
+    rows = []
+    for key, value in metrics.items():
+        stored = [m for m in client.get_metric_history(run_id, key) if m.step == step]
+        stamp = stored[-1].timestamp if stored else int(time.time() * 1000)
+        rows.append(Metric(key, float(value), stamp, step, model_id=model_id))
+    return rows
 
 
 def model_uri(model_id: str) -> str:

@@ -193,6 +193,7 @@ class TrackedRun:
         """The policy as a LoggedModel of this run (see :mod:`pg.record.models`); its id."""
         from pg.record.models import log_policy_model
 
+        self.flush()  # the model's metrics are the run's rows, which must be stored first
         ids: list[str] = []
         self._retry(
             lambda: ids.append(
