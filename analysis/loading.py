@@ -5,7 +5,7 @@ One row per run, columns in MLflow's own ``mlflow.search_runs`` convention
 that every table needs: ``status``, ``duration_s``, ``kind``, ``seed``, ``trial_number``,
 ``trial_state``, ``parent_run_id``, ``training`` (the row is a complete training run
 whose final metrics describe one seed of one configuration) and ``completed`` (it ran its
-whole budget: FINISHED and not pruned; pruned runs end FINISHED since pg 0.2).
+whole budget: FINISHED and not pruned; pruned runs end FINISHED, KILLED in older stores).
 
 Only run records are fetched here (paged ``search_runs``); metric histories, which cost one
 request per run and metric, are fetched separately by :func:`load_histories` and only for

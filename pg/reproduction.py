@@ -257,7 +257,7 @@ def make_plan(reader: Reader, run: Run, overrides: list[Override], experiment: s
 
 def stopped_at(reader: Reader, run: Run) -> int | None:
     """The last env step of a run that was stopped early (a pruned trial), else None."""
-    if names.STOPPED not in run.data.tags:  # pruned runs end FINISHED since 0.2
+    if names.STOPPED not in run.data.tags:  # pruned runs end FINISHED (KILLED in older stores)
         return None
     return reader.last_step(run)
 

@@ -38,7 +38,7 @@ SOURCE_TRIAL = "pg.source_trial"
 STUDY = "pg.study"
 TRIAL_NUMBER = "pg.trial_number"
 # Optuna's final state: COMPLETE | PRUNED | FAIL.  A PRUNED trial's runs end FINISHED
-# with STOPPED saying why (stores written before 0.2 ended them KILLED): pruning is the
+# with STOPPED saying why (older stores, e.g. tests/data, have them KILLED): pruning is the
 # sweep working, and the UI paints KILLED red.
 TRIAL_STATE = "pg.trial_state"
 TRIAL_REASON = "pg.trial_reason"

@@ -35,7 +35,7 @@ PROBE_TIMEOUT = 5.0  # seconds to decide that a store does not answer
 def ran_to_end(status: str, tags: dict[str, str]) -> bool:
     """Training ran its whole budget: FINISHED and not stopped early.
 
-    A pruned trial ends FINISHED too (since 0.2; KILLED before) but carries
+    A pruned trial ends FINISHED too (KILLED in older stores) but carries
     ``pg.stopped``: its final metrics describe a run cut short, not a configuration.
     """
     return status == "FINISHED" and names.STOPPED not in tags
