@@ -9,6 +9,7 @@ and returns the greedy action of each.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,10 @@ from mlflow.models import set_model
 from mlflow.pyfunc.model import PythonModel
 
 POLICY_ARTIFACT = "policy"  # pg.record.names.MODEL_POLICY_ARTIFACT; this file runs alone
+
+# MLflow asks every PythonModel without type hints on ``predict`` to add some; this one
+# has an explicit tensor signature instead (see ``predict``).
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
 
 class PolicyModel(PythonModel):
