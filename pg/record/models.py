@@ -149,7 +149,11 @@ def download_policy(client: MlflowClient, model_id: str, dst: Path) -> Path:
 
     root = client.get_logged_model(model_id).artifact_location
     uri = f"{root}/artifacts/{names.MODEL_POLICY_ARTIFACT}"
-    return Path(download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    # The client's own store: an ``mlflow-artifacts:`` location (a tracking server's) is
+    # resolved through it, not through the process-global tracking URI.
+    return Path(
+        download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=client.tracking_uri)
+    )
 
 
 def best_model(client: MlflowClient, run_id: str, maximize: bool) -> tuple[str, str] | None:
