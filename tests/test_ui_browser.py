@@ -106,6 +106,12 @@ def test_sweep_in_the_mlflow_ui(
     (parent,) = [r for r in runs if r.data.tags.get("pg.kind") == "sweep"]
     trials = [r for r in runs if r.data.tags.get("pg.kind") == "trial"]
     assert len(trials) == 3
+    # Through the server too: the best trial's clip and its logged model.
+    best = client.get_run(parent.data.tags["pg.best_run_id"])
+    assert [f.path for f in client.list_artifacts(best.info.run_id, "media")] == [
+        "media/policy.gif"
+    ]
+    assert len(best.outputs.model_outputs) == 1
     base = f"{server.url}/#/experiments/{exp.experiment_id}"
     page = browser.new_page()
 
