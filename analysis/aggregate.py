@@ -82,7 +82,7 @@ def aggregate(
 ) -> pd.DataFrame:
     """One row per configuration of the training runs in ``frame``, best first.
 
-    Only FINISHED runs enter the statistics; the others (failed, pruned, killed) are
+    Only runs that ran to the end enter the statistics; the others (failed, pruned, killed) are
     counted in ``n_unfinished`` so a fragile configuration does not look robust.
     """
     runs = frame[frame["training"].astype(bool)] if "training" in frame else frame
@@ -94,7 +94,9 @@ def aggregate(
     n = len(runs)
     values_all = runs[col].astype(float).tolist() if col in runs else [math.nan] * n
     seeds_all = runs["seed"].tolist() if "seed" in runs else [math.nan] * n
-    done_all = (runs["status"] == FINISHED).tolist()
+    done_all = (
+        runs["completed"].astype(bool) if "completed" in runs else runs["status"] == FINISHED
+    ).tolist()
     firsts: dict[str, int] = {}
     members: dict[str, list[int]] = {}
     for i, config in enumerate(runs["config"].tolist()):

@@ -3,8 +3,9 @@
 One row per run, columns in MLflow's own ``mlflow.search_runs`` convention
 (``params.algo.lr``, ``metrics.objective``, ``tags.pg.kind``) plus a few derived columns
 that every table needs: ``status``, ``duration_s``, ``kind``, ``seed``, ``trial_number``,
-``trial_state``, ``parent_run_id`` and ``training`` (the row is a complete training run
-whose final metrics describe one seed of one configuration).
+``trial_state``, ``parent_run_id``, ``training`` (the row is a complete training run
+whose final metrics describe one seed of one configuration) and ``completed`` (it ran its
+whole budget: FINISHED and not pruned; pruned runs end FINISHED, KILLED in older stores).
 
 Only run records are fetched here (paged ``search_runs``); metric histories, which cost one
 request per run and metric, are fetched separately by :func:`load_histories` and only for
@@ -28,6 +29,7 @@ from pg.record.names import SEED as SEED_TAG
 from pg.record.names import STUDY as STUDY_TAG
 from pg.record.names import TRIAL_NUMBER as TRIAL_NUMBER_TAG
 from pg.record.names import TRIAL_STATE as TRIAL_STATE_TAG
+from pg.record.reader import ran_to_end
 
 if TYPE_CHECKING:
     from pg.record.reader import Reader, Run
@@ -40,6 +42,7 @@ BASE_COLUMNS = [
     "kind",
     "training",
     "status",
+    "completed",
     "start_time",
     "end_time",
     "duration_s",
@@ -125,6 +128,7 @@ def runs_frame(runs: Iterable[Run]) -> pd.DataFrame:
             "parent_run_id": tags.get(PARENT_TAG),
             "kind": tags.get(KIND_TAG, names.KIND_RUN),
             "status": info.status,
+            "completed": ran_to_end(info.status, tags),
             "start_time": pd.Timestamp(start, unit="ms", tz="UTC") if start else pd.NaT,
             "end_time": pd.Timestamp(end, unit="ms", tz="UTC") if end else pd.NaT,
             "duration_s": (end - start) / 1000 if start and end else math.nan,

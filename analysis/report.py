@@ -65,7 +65,10 @@ STATS_COLUMNS = ("n_seeds", "mean", "std", "ci95", "ci_low", "ci_high", "min", "
 def finished_training(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
-    return frame[frame["training"].astype(bool) & (frame["status"] == agg.FINISHED)]
+    done = (
+        frame["completed"].astype(bool) if "completed" in frame else frame["status"] == agg.FINISHED
+    )
+    return frame[frame["training"].astype(bool) & done]
 
 
 def check_usable(frame: pd.DataFrame, what: str, metric: str) -> None:

@@ -142,7 +142,8 @@ def _trial_value(frame: pd.DataFrame, run: pd.Series, metric: str) -> float:
         return float(own)
     col = f"metrics.{metric}"
     if col in frame:
-        seeds = frame[(frame["parent_run_id"] == run["run_id"]) & (frame["status"] == "FINISHED")]
+        done = frame["completed"] if "completed" in frame else frame["status"] == "FINISHED"
+        seeds = frame[(frame["parent_run_id"] == run["run_id"]) & done.astype(bool)]
         values = seeds[col].dropna()
         if len(values):
             return float(values.mean())
@@ -151,6 +152,7 @@ def _trial_value(frame: pd.DataFrame, run: pd.Series, metric: str) -> float:
 
 
 def _state_from_status(status: str) -> str:
+    """Runs written before ``pg.trial_state`` existed: a pruned trial ended KILLED."""
     return {"FINISHED": "COMPLETE", "KILLED": "PRUNED", "FAILED": "FAIL"}.get(status, status)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pg.core.metrics import TIME_PREFIX
+from pg.core.metrics import WALL_CLOCK_PREFIXES
 from pg.record import names
 
 Point = tuple[int, float]
@@ -98,8 +98,8 @@ def compare_histories(source: Histories, new: Histories) -> list[MetricDiff]:
 def compared_keys(keys: Iterable[str]) -> tuple[list[str], list[str]]:
     """Split metric names into (compared, ignored wall-clock ones)."""
     keys = sorted(set(keys))
-    return [k for k in keys if not k.startswith(TIME_PREFIX)], [
-        k for k in keys if k.startswith(TIME_PREFIX)
+    return [k for k in keys if not k.startswith(WALL_CLOCK_PREFIXES)], [
+        k for k in keys if k.startswith(WALL_CLOCK_PREFIXES)
     ]
 
 

@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
     from omegaconf import DictConfig
+    from torch import nn
 
     from pg.core.train import Report, ReportHook, TrainResult
+    from pg.record.writer import TrackedRun
 
 
 @dataclass
@@ -110,6 +112,7 @@ def execution(
     parent_run_id: str | None = None,
     tags: dict[str, str] | None = None,
     on_start: Callable[[str], None] | None = None,
+    run_name: str | None = None,
 ) -> Generator[Report, None, Outcome]:
     """:func:`execute` as a generator of ``(step, objective)`` reports.
 
@@ -139,9 +142,11 @@ def execution(
         names.OBJECTIVE: cfg.train.objective,
     }
     run_tags.update(tags or {})
-    run = tracker.start_run(default_run_name(cfg), run_tags, parent_run_id)
+    run = tracker.start_run(run_name or default_run_name(cfg), run_tags, parent_run_id)
     if on_start is not None:  # a sweep records the run id before training starts
         on_start(run.run_id)
+    if cfg.tracking.system_metrics:
+        run.monitor_system()
     with run:
         reproduce = f"python -m pg.reproduce {run.run_id}"
         if tracker.location != default_location():
@@ -167,16 +172,33 @@ def execution(
         curve = learning_curve_png(
             result, f"{default_run_name(cfg)} ({run.run_id[:8]})", cfg.train.target_return
         )
+        weights = policy_files(result.policy, result.spec)
         run.log_files(
             {
-                **{
-                    f"{names.MODEL_DIR}/{name}": content
-                    for name, content in policy_files(result.policy, result.spec).items()
-                },
+                **{f"{names.MODEL_DIR}/{name}": content for name, content in weights.items()},
                 names.CURVE_FILE: curve,
             }
         )
+        run.log_policy_model(weights, result.spec, {m.OBJECTIVE: result.objective}, result.steps)
+        if cfg.train.video:
+            log_clip(run, cfg, result.policy)
     return Outcome(run.run_id, result.objective, result)
+
+
+def log_clip(run: TrackedRun, cfg: Config, policy: nn.Module) -> None:
+    """One greedy episode as ``media/policy.gif``, rendered after training has ended."""
+    from pg.core.video import greedy_clip
+    from pg.record import names
+
+    clip = greedy_clip(cfg.env, policy, seed=cfg.seed)
+    run.log_files({names.POLICY_GIF: clip.gif})
+    run.set_tags(
+        {
+            names.VIDEO_STEPS: str(clip.steps),
+            names.VIDEO_RETURN: f"{clip.episode_return:g}",
+            names.VIDEO_SECONDS: f"{clip.seconds:.2f}",
+        }
+    )
 
 
 def summary(outcome: Outcome, cfg: Config) -> list[str]:
@@ -196,5 +218,12 @@ def summary(outcome: Outcome, cfg: Config) -> list[str]:
     exp = cfg.tracking.experiment
     lines.append(f"MLflow run {outcome.run_id} in experiment '{exp}' at {loc.display}")
     if loc.sqlite_path is not None:
-        lines.append("browse it with: python -m pg.ui   (then open http://127.0.0.1:5000)")
+        from pg.record.names import UI_TRAINING_VIEW
+        from pg.record.tracker import tracker_for
+
+        page = f"#/experiments/{tracker_for(cfg.tracking).experiment_id}/runs/{outcome.run_id}"
+        lines.append(
+            "browse it with: python -m pg.ui   (then open "
+            f"http://127.0.0.1:5000/{page}{UI_TRAINING_VIEW})"
+        )
     return lines

@@ -183,7 +183,7 @@ def make_plan(reader: Reader, run: Run, overrides: list[Override], experiment: s
 
 def stopped_at(reader: Reader, run: Run) -> int | None:
     """The last env step of a run that was stopped early (a pruned trial), else None."""
-    if run.info.status == "FINISHED" or names.STOPPED not in run.data.tags:
+    if names.STOPPED not in run.data.tags:  # pruned runs end FINISHED (KILLED in older stores)
         return None
     return reader.last_step(run)
 
@@ -223,7 +223,7 @@ def run_plan(reader: Reader, plan: Plan, overrides: list[Override], trial_id: st
 
     def hook(step: int, value: float) -> None:
         if stop_at is not None and step >= stop_at:
-            raise Stopped(f"source run {rid} was stopped at step {stop_at}")
+            raise Stopped(f"source run {rid} was stopped at step {stop_at}", src.info.status)
 
     started = int(time.time() * 1000)
     error = None

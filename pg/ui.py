@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from pg.cli import Parser
 from pg.core.config import ConfigError, TrackingConfig
+from pg.record.names import UI_TRAINING_VIEW
 from pg.record.store import redact, resolve_store
 
 LOOPBACK = ("127.", "localhost", "::1")
@@ -98,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"pg.ui: store {location.display}", flush=True)
     print(
-        f"pg.ui: open http://{shown}:{args.port} (ready in a few seconds; Ctrl-C stops)", flush=True
+        f"pg.ui: open http://{shown}:{args.port}/#/experiments{UI_TRAINING_VIEW} "
+        "(ready in a few seconds; Ctrl-C stops)",
+        flush=True,
     )
     command = ui_command(args.host, args.port)
     env = ui_environment(location.uri)

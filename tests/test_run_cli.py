@@ -59,7 +59,7 @@ def histories(client: Any, run: Any) -> dict[str, list[tuple[int, float]]]:
     """Every metric's (step, value) history except wall-clock ones."""
     out = {}
     for name in run.data.metrics:
-        if name.startswith(m.TIME_PREFIX):
+        if name.startswith(m.WALL_CLOCK_PREFIXES):  # time/ and MLflow's system/
             continue
         hist = client.get_metric_history(run.info.run_id, name)
         out[name] = sorted((h.step, h.value) for h in hist)

@@ -153,10 +153,11 @@ def only_run(client: Any, experiment: str = "pg") -> Any:
 
 
 def histories(client: Any, run: Any) -> dict[str, set[tuple[int, float]]]:
-    """``{metric: {(step, value)}}`` without wall-clock metrics, which differ run to run."""
+    """``{metric: {(step, value)}}`` without wall-clock metrics (``time/``, MLflow's
+    ``system/``), which differ run to run."""
     out: dict[str, set[tuple[int, float]]] = {}
     for key in run.data.metrics:
-        if key.startswith("time/"):
+        if key.startswith(("time/", "system/")):
             continue
         out[key] = {
             (m.step, round(m.value, 6)) for m in client.get_metric_history(run.info.run_id, key)

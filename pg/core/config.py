@@ -188,6 +188,7 @@ class TrainConfig:
     objective: str = "rollout/ep_return_100"  # metric returned to a sweeper
     torch_threads: int = 1  # small nets on few cores: more threads only contend
     progress: bool = True  # live progress display (only shown on a terminal)
+    video: bool = True  # a GIF of one greedy episode after training (sweeps: best trial only)
 
     def __post_init__(self) -> None:
         _check(self.max_steps >= 1, "train.max_steps", self.max_steps, "an integer >= 1")
@@ -233,6 +234,7 @@ class TrackingConfig:
     experiment: str = "pg"
     run_name: str | None = None
     check_timeout: float = 10.0  # seconds to wait for a server before giving up
+    system_metrics: bool = True  # MLflow's CPU/memory sampling (sweeps turn it off per trial)
 
     def __post_init__(self) -> None:
         _name(False, "tracking.experiment", self.experiment)

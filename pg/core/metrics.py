@@ -25,5 +25,7 @@ OBJECTIVE = "objective"  # the value returned to a sweeper, logged once at the e
 
 # Wall-clock metrics differ between two identical runs; reproduction ignores them.
 TIME_PREFIX = "time/"
+SYSTEM_PREFIX = "system/"  # MLflow's own system metrics (CPU, memory), sampled by wall clock
+WALL_CLOCK_PREFIXES = (TIME_PREFIX, SYSTEM_PREFIX)  # never equal between two runs
 
 OBJECTIVES = (EP_RETURN_100, EVAL_RETURN)

@@ -37,7 +37,10 @@ SOURCE_RUN = "pg.source_run"  # a reproduction: the run it re-ran
 SOURCE_TRIAL = "pg.source_trial"
 STUDY = "pg.study"
 TRIAL_NUMBER = "pg.trial_number"
-TRIAL_STATE = "pg.trial_state"  # Optuna's final state: COMPLETE | PRUNED | FAIL
+# Optuna's final state: COMPLETE | PRUNED | FAIL.  A PRUNED trial's runs end FINISHED
+# with STOPPED saying why (older stores, e.g. tests/data, have them KILLED): pruning is the
+# sweep working, and the UI paints KILLED red.
+TRIAL_STATE = "pg.trial_state"
 TRIAL_REASON = "pg.trial_reason"
 STORAGE = "pg.storage"  # a sweep's study storage (redacted)
 # Older spellings of STORAGE that readers still accept.
@@ -49,6 +52,10 @@ SWEEP_MODE = "pg.sweep_mode"  # a sweep's parent run: grid | search
 BEST_TRIAL = "pg.best_trial"
 BEST_VALUE = "pg.best_value"
 BEST_RUN_ID = "pg.best_run_id"
+VIDEO_STEPS = "pg.video_steps"  # env steps of the episode in POLICY_GIF (frames - 1)
+VIDEO_RETURN = "pg.video_return"
+VIDEO_SECONDS = "pg.video_seconds"  # rendering + encoding time, after training
+MODEL_ID = "pg.model_id"  # on a registered version: the LoggedModel it points to
 N_TRIALS_DONE = "pg.n_trials_done"
 N_STATE_PREFIX = "pg.n_"  # pg.n_complete, pg.n_pruned, pg.n_fail, ...
 
@@ -58,6 +65,18 @@ NOTE = "mlflow.note.content"
 SOURCE_NAME = "mlflow.source.name"
 SOURCE_TYPE = "mlflow.source.type"
 SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
+# An experiment tag the MLflow UI reads: this value opens the model-training view
+# (runs, charts, models) instead of the GenAI view (traces, sessions, judges).
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+# MLflow 3.17's UI picks its view from the sidebar switch (remembered per browser, GenAI by
+# default) or from this query in the address; links pg prints carry it.
+UI_TRAINING_VIEW = "?workflowType=machine_learning"
+
+# -- logged models (MLflow 3 LoggedModel) and the Model Registry ------------------------
+MODEL_NAME = "policy"  # the LoggedModel's name on every run
+MODEL_POLICY_ARTIFACT = "policy"  # the model's artifact folder holding pg's own files
+MODEL_TYPE = "pg-policy"
 
 # -- artifacts -------------------------------------------------------------------------
 SNAPSHOT_DIR = "config"
@@ -68,6 +87,7 @@ LOCK_FILE = "environment/requirements.txt"
 SYSTEM_FILE = "environment/system.json"
 MODEL_DIR = "model"
 CURVE_FILE = "plots/learning_curve.png"
+POLICY_GIF = "media/policy.gif"  # one greedy episode (single runs, a sweep's best trial)
 TRACEBACK_FILE = "error/traceback.txt"
 SWEEP_DEFINITION = "sweep/definition.yaml"
 SWEEP_COMMAND = "sweep/command_line.txt"

@@ -84,9 +84,26 @@ def system_facts(torch_threads: int) -> dict[str, Any]:
     }
 
 
+_command: str | None = None
+
+
+def set_command(line: str) -> None:
+    """Record ``line`` as this process's command: a sweep worker runs the user's sweep,
+    not the ``python -m pg.sweep.worker job.json`` that started it."""
+    global _command
+    _command = line
+
+
 def command_line() -> str:
-    """The command as typed (``python -m pg.run …``), password redacted."""
-    return redact(" ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]))
+    """The command as typed (``python -m pg.run -m …``), password redacted.
+
+    ``sys.orig_argv`` keeps ``-m pg.run`` where ``sys.argv`` has the path of the module's
+    file; the interpreter is shown by its name only.
+    """
+    if _command is not None:
+        return _command
+    argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, *sys.argv]
+    return redact(" ".join(shlex.quote(a) for a in [Path(argv[0]).name, *argv[1:]]))
 
 
 def base_tags() -> dict[str, str]:

@@ -32,6 +32,15 @@ PAGE = 1000  # MLflow's largest search page on every backend
 PROBE_TIMEOUT = 5.0  # seconds to decide that a store does not answer
 
 
+def ran_to_end(status: str, tags: dict[str, str]) -> bool:
+    """Training ran its whole budget: FINISHED and not stopped early.
+
+    A pruned trial ends FINISHED too (KILLED in older stores) but carries
+    ``pg.stopped``: its final metrics describe a run cut short, not a configuration.
+    """
+    return status == "FINISHED" and names.STOPPED not in tags
+
+
 class RecordError(Exception):
     """The record cannot answer what was asked (no such store, run or experiment)."""
 

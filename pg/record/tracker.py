@@ -60,14 +60,20 @@ class Tracker:
         from mlflow.exceptions import MlflowException
 
         name = self.cfg.experiment
+        kind = {names.EXPERIMENT_KIND: names.EXPERIMENT_KIND_TRAINING}
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             if found.lifecycle_stage == "deleted":
                 self.client.restore_experiment(found.experiment_id)
+            if names.EXPERIMENT_KIND not in found.tags:
+                # Made by an older pg (or by hand): the UI would open it in its GenAI view.
+                self.client.set_experiment_tag(found.experiment_id, *next(iter(kind.items())))
             return str(found.experiment_id)
         try:
             return str(
-                self.client.create_experiment(name, artifact_location=self.location.artifact_root)
+                self.client.create_experiment(
+                    name, artifact_location=self.location.artifact_root, tags=kind
+                )
             )
         except MlflowException:
             # Another machine created it between our look-up and create.
@@ -113,6 +119,10 @@ class Tracker:
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, clip(redact(value), MAX_TAG_VALUE))
+
+    def attach(self, run_id: str, files: Mapping[str, str | bytes]) -> None:
+        """Upload ``{artifact path: content}`` to a run that may have ended already."""
+        TrackedRun.upload(self.client, run_id, files)
 
     def log_metric(self, run_id: str, key: str, value: float, step: int) -> None:
         self.client.log_metric(run_id, key, value, step=step)

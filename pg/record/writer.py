@@ -24,6 +24,7 @@ from pg.record.store import StoreLocation, redact
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+    from pg.core.policy import PolicySpec
     from pg.record.metric_writer import MetricWriter
 
 # MLflow's limits (mlflow.utils.validation); values are truncated rather than rejected.
@@ -32,6 +33,7 @@ MAX_KEY = 250
 MAX_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 MAX_TAG_VALUE = 8000
+SYSTEM_INTERVAL = 1.0  # seconds between system-metric samples (MLflow's default: 10)
 
 
 def clip(value: str, limit: int) -> str:
@@ -80,6 +82,7 @@ class TrackedRun:
         self._writer = threading.Thread(target=self._write_loop, name="mlflow-writer", daemon=True)
         self._writer.start()
         self.status: str | None = None
+        self._system: Any = None
 
     # -- metrics ---------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -207,6 +210,10 @@ class TrackedRun:
 
     def log_files(self, files: Mapping[str, str | bytes]) -> None:
         """Upload ``{artifact path: content}`` in one call (one round trip on a server)."""
+        self._retry(lambda: TrackedRun.upload(self.client, self.run_id, files))
+
+    @staticmethod
+    def upload(client: MlflowClient, run_id: str, files: Mapping[str, str | bytes]) -> None:
         with tempfile.TemporaryDirectory(prefix="pg-artifacts-") as tmp:
             root = Path(tmp)
             for rel, content in files.items():
@@ -216,7 +223,34 @@ class TrackedRun:
                     target.write_bytes(content)
                 else:
                     target.write_text(content)
-            self._retry(lambda: self.client.log_artifacts(self.run_id, str(root)))
+            client.log_artifacts(run_id, str(root))
+
+    def log_policy_model(
+        self,
+        files: Mapping[str, str | bytes],
+        spec: PolicySpec,
+        metrics: Mapping[str, float],
+        step: int,
+    ) -> str:
+        """The policy as a LoggedModel of this run (see :mod:`pg.record.models`); its id."""
+        from pg.record.models import log_policy_model
+
+        self.flush()  # the model's metrics are the run's rows, which must be stored first
+        ids: list[str] = []
+        self._retry(
+            lambda: ids.append(
+                log_policy_model(
+                    self.client,
+                    self.run_id,
+                    files,
+                    obs_shape=spec.obs_shape,
+                    pixels=spec.model == "conv",
+                    metrics=metrics,
+                    step=step,
+                )
+            )
+        )
+        return ids[-1]
 
     def log_dir(self, local_dir: Path, artifact_path: str) -> None:
         self._retry(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path))
@@ -236,7 +270,24 @@ class TrackedRun:
                 delay = min(delay * 2, 10.0)
 
     # -- lifecycle -------------------------------------------------------------
+    def monitor_system(self, interval: float = SYSTEM_INTERVAL) -> None:
+        """MLflow's own system metrics (``system/cpu_utilization_percentage``, memory, disk,
+        network) sampled by a thread of MLflow's until the run ends."""
+        import logging
+
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        # Its start and stop are logged at INFO on every run.
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+        self._system = SystemMetricsMonitor(  # type: ignore[no-untyped-call]
+            self.run_id, sampling_interval=interval, tracking_uri=self.location.uri
+        )
+        self._system.start()
+
     def end(self, status: str) -> None:
+        if self._system is not None:
+            self._system.finish()
+            self._system = None
         self._closing = True
         self._wake.set()
         self._writer.join()
@@ -286,7 +337,8 @@ class TrackedRun:
 class Stopped(Exception):  # noqa: N818 - a stop request, not an error
     """Raised to end training early on purpose (e.g. a pruned trial).
 
-    The run ends with ``status`` instead of FAILED and records ``reason``.
+    The run ends with ``status`` instead of FAILED and records ``reason``: FINISHED for a
+    pruned trial (the sweep working as meant), KILLED for a stop from outside.
     """
 
     def __init__(self, reason: str, status: str = "KILLED") -> None:

@@ -7,13 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from pg.core.config import ConfigError
 from pg.sweep.mode import resolve
-from pg.sweep.spec import Plan, SweepError, build_spec, plan
+from pg.sweep.spec import QUIET, Plan, SweepError, build_spec, plan
 
 if TYPE_CHECKING:
     from pg.core.config import Config
     from pg.record.store import StoreLocation
-
-QUIET = "train.progress=false"  # trial progress bars would interleave; one line per trial
 
 
 def check_definition(
@@ -38,7 +36,7 @@ def check_definition(
     if the_plan.mode == "grid":  # every combination once: the grid is the budget
         spec = replace(spec, n_trials=the_plan.n_combinations, mode="grid")
         the_plan.spec = spec
-    the_plan.base_overrides.insert(0, QUIET)
+    the_plan.base_overrides[:0] = QUIET
     make_sampler(spec, grid=the_plan.grid)
     make_pruner(spec)
     base = compose_trial(config_name, the_plan.base_overrides).config

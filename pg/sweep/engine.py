@@ -97,6 +97,7 @@ class Sweep:
         """
         import optuna
 
+        from pg.record.provenance import command_line
         from pg.record.store import TrackingUnavailableError, default_study_storage
         from pg.sweep.compose import ensure_hydra
         from pg.sweep.study import claim_mode, open_storage
@@ -154,6 +155,7 @@ class Sweep:
             sweep_run_id=None,
             deadline=deadline,
             seed_offset=len(study.get_trials(deepcopy=False)),
+            command=command_line(),
         )
         return cls(the_plan, job, base, study, tracker, cluster)
 
@@ -190,6 +192,8 @@ class Sweep:
                     if code == EXIT_FAILURES:
                         self.parent.set_tags({names.ERROR: "too many failed trials"})
                     self.parent.end(status)
+        if self.tracker is not None and code != EXIT_INTERRUPTED:
+            self._finish_best(self.tracker)
         if self.parent is not None and self.tracker is not None:
             print(
                 f"pg: sweep run {self.parent.run_id} in experiment "
@@ -213,6 +217,20 @@ class Sweep:
             sys.exit(130)
         best = best_trial(self.study)
         return float(best.value) if best is not None and best.value is not None else float("nan")
+
+    def _finish_best(self, tracker: Tracker) -> None:
+        """The best trial's GIF and registration; a failure here does not undo the sweep."""
+        from pg.sweep.best import finish_best
+
+        try:
+            lines = finish_best(self.study, self.plan, self.job.config_name, tracker)
+        except Exception as exc:
+            print(f"pg: best trial's clip/registration failed: {exc}", file=sys.stderr)
+            if self.plan.spec.register_model:
+                sys.exit(1)
+            return
+        for line in lines:
+            print(line, flush=True)
 
     def _header(self) -> None:
         """First line: which rule applied (grid or search), then where the study lives."""
@@ -291,6 +309,7 @@ class Sweep:
         if self.tracker is None:
             return None
         from pg.record.provenance import flatten
+        from pg.sweep.naming import sweep_run_name
         from pg.sweep.study import BudgetLock
 
         spec = self.plan.spec
@@ -301,7 +320,7 @@ class Sweep:
                 if reopened is not None:
                     return reopened
             run = self.tracker.start_run(
-                f"sweep-{spec.study_name}",
+                sweep_run_name(spec.study_name),
                 {
                     names.KIND: names.KIND_SWEEP,
                     names.STUDY: spec.study_name,

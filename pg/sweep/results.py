@@ -15,6 +15,7 @@ from pg.record.names import (
     TRIALS_CSV,
 )
 from pg.sweep.mode import SEED
+from pg.sweep.spec import QUIET
 
 if TYPE_CHECKING:
     import optuna
@@ -65,7 +66,7 @@ def best_params_yaml(study: optuna.Study, plan: Plan) -> str:
         return "# no trial completed\n"
     params = dict(best.params)
     overrides = [*plan.base_overrides, *(override_line(k, v) for k, v in params.items())]
-    overrides = [o for o in overrides if not o.startswith("train.progress=")]
+    overrides = [o for o in overrides if o not in QUIET]
     body = OmegaConf.to_yaml(
         OmegaConf.create(
             {

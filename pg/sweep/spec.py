@@ -32,6 +32,12 @@ class SweepError(ValueError):
     """The sweep definition is invalid; nothing has been started."""
 
 
+# Every trial, before the sweep file and the command line (which win): no progress bars
+# (they would interleave), no GIF (the best trial gets one at the end), no system metrics
+# (a sampling thread per trial for a chart nobody compares across twenty trials).
+QUIET = ["train.progress=false", "train.video=false", "tracking.system_metrics=false"]
+
+
 @dataclass
 class SweepSpec:
     """The settings of one sweep (keys of a sweep file, under ``hydra.sweeper``)."""
@@ -54,6 +60,7 @@ class SweepSpec:
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
     params: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
+    register_model: str | None = None  # Model Registry name for the best trial's policy
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +129,11 @@ def _check_spec(spec: SweepSpec) -> None:
     need(
         not (spec.mode == "search" and spec.sampler.get("name") == "grid"),
         "mode=search with sampler grid: a grid is not a search; drop one of them",
+    )
+    need(
+        spec.register_model is None
+        or (isinstance(spec.register_model, str) and spec.register_model.strip() != ""),
+        f"register_model={spec.register_model!r} must be null or a model name",
     )
     need(
         spec.n_trials is not None or spec.timeout is not None,

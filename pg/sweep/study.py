@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -111,17 +112,28 @@ def open_storage(url: str, spec: SweepSpec) -> RDBStorage:
     result: dict[str, Any] = {}
 
     def connect() -> None:
-        try:
-            # Two processes creating one new SQLite schema at once collide.
-            with file_lock(db.with_suffix(".lock")) if db else contextlib.nullcontext():
-                result["storage"] = RDBStorage(
-                    url,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=spec.heartbeat_interval,
-                    grace_period=spec.grace_period,
-                )
-        except Exception as exc:
-            result["error"] = exc
+        from sqlalchemy.exc import IntegrityError
+
+        for attempt in range(3):
+            try:
+                # Two processes creating one new SQLite schema at once collide.
+                with file_lock(db.with_suffix(".lock")) if db else contextlib.nullcontext():
+                    result["storage"] = RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=spec.heartbeat_interval,
+                        grace_period=spec.grace_period,
+                    )
+                result.pop("error", None)
+                return
+            except IntegrityError as exc:
+                # A reader without our lock (optuna.load_study, a dashboard) created the
+                # schema at the same moment; the next attempt finds it complete.
+                result["error"] = exc
+                time.sleep(0.5 * (attempt + 1))
+            except Exception as exc:
+                result["error"] = exc
+                return
 
     import warnings
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pg.record import names
 from pg.sweep.compose import Composed, compose_trial, with_seed
+from pg.sweep.naming import seed_run_name, trial_run_name
 from pg.sweep.space import override_line
 from pg.sweep.spec import Plan
 from pg.sweep.study import current, set_system_attr
@@ -173,6 +174,9 @@ class _SeedRunner:
             names.TRIAL_STATE: "RUNNING",
         }
 
+    def _name(self) -> str:
+        return trial_run_name(self.trial.number, self.plan.spec.n_trials, self.trial.params)
+
     def _record_trial_run(self, run_id: str) -> None:
         self.run_ids.append(run_id)
         set_system_attr(self.trial.study, self.trial, names.ATTR_RUN_ID, run_id)
@@ -196,6 +200,7 @@ class _SeedRunner:
                     parent_run_id=self.sweep_run_id,
                     tags=self._tags(names.KIND_TRIAL),
                     on_start=self._record_trial_run,
+                    run_name=self._name(),
                 )
             ]
         else:
@@ -211,6 +216,9 @@ class _SeedRunner:
                     parent_run_id=parent,
                     tags={**self._tags(names.KIND_SEED), names.SEED_INDEX: str(i)},
                     on_start=self.run_ids.append,
+                    run_name=seed_run_name(
+                        self.trial.number, self.plan.spec.n_trials, s.config.seed
+                    ),
                 )
                 for i, s in enumerate(seeds)
             ]
@@ -220,7 +228,7 @@ class _SeedRunner:
             if trial_run is not None:
                 from pg.record.writer import Stopped
 
-                ended = Stopped(str(exc)) if isinstance(exc, Pruned) else exc
+                ended = Stopped(str(exc), "FINISHED") if isinstance(exc, Pruned) else exc
                 trial_run.__exit__(type(ended), ended, exc.__traceback__)
             raise
         if trial_run is not None:
@@ -246,7 +254,7 @@ class _SeedRunner:
             names.OBJECTIVE: cfg.train.objective,
             names.SEEDS: ",".join(str(s) for s in self.plan.seed_list(cfg.seed)),
         }
-        run = tracker.start_run(f"trial-{self.trial.number}", tags, self.sweep_run_id)
+        run = tracker.start_run(self._name(), tags, self.sweep_run_id)
         self._record_trial_run(run.run_id)
         flat = config_params(cfg)
         flat.pop("seed", None)
@@ -301,7 +309,7 @@ class _SeedRunner:
         except BaseException as exc:
             stop: BaseException = exc
             if isinstance(exc, Pruned):
-                stop = Stopped(str(exc))
+                stop = Stopped(str(exc), "FINISHED")  # pruning is the sweep working
             elif not isinstance(exc, KeyboardInterrupt):
                 stop = Stopped(f"another seed failed: {type(exc).__name__}: {exc}")
             for i in live:

@@ -38,6 +38,7 @@ class Job:
     sweep_run_id: str | None
     deadline: float | None  # time.time() after which no new trial starts
     seed_offset: int = 0
+    command: str | None = None  # the sweep's command line, recorded on the worker's runs
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -153,6 +154,10 @@ def main(argv: list[str]) -> int:
     from pg.sweep.spec import build_spec, plan
 
     job = Job.load(Path(argv[0]))
+    if job.command:
+        from pg.record.provenance import set_command
+
+        set_command(job.command)
     ensure_hydra(job.conf_dir)
     try:
         return work(job, plan(build_spec(job.settings), job.arguments))
