@@ -173,7 +173,7 @@ def _write_some(client: Any, pending: dict[str, list[Row]], errors: dict[str, st
             try:
                 client.log_batch(run_id, metrics=[Metric(k, v, ts, s) for k, v, ts, s in chunk])
             except Exception as exc:
-                errors[run_id] = f"{type(exc).__name__}: {exc}"
+                errors[run_id] = _describe(exc)
                 ok = False
                 break
             del rows[: len(chunk)]
@@ -181,6 +181,19 @@ def _write_some(client: Any, pending: dict[str, list[Row]], errors: dict[str, st
             del pending[run_id]
             errors.pop(run_id, None)
     return ok
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for the user: the database's own complaint when there is one.
+
+    SQLAlchemy wraps it in lines about autoflush and links; a full disk must read as such.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        low = line.lower()
+        if any(m in low for m in ("disk is full", "readonly", "read-only", "no space")):
+            return f"{type(exc).__name__}: {line}"
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def _drain(
