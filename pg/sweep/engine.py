@@ -308,47 +308,9 @@ class Sweep:
         """The study's one parent run: created once, reopened when the sweep resumes."""
         if self.tracker is None:
             return None
-        from pg.record.provenance import flatten
-        from pg.sweep.naming import sweep_run_name
-        from pg.sweep.study import BudgetLock
+        from pg.sweep.parent import parent_run
 
-        spec = self.plan.spec
-        with BudgetLock(self.job.storage_url, spec.study_name).held():
-            run_id = self.study.user_attrs.get(names.ATTR_SWEEP_RUN)
-            if run_id:
-                reopened = self.tracker.reopen(str(run_id))
-                if reopened is not None:
-                    return reopened
-            run = self.tracker.start_run(
-                sweep_run_name(spec.study_name),
-                {
-                    names.KIND: names.KIND_SWEEP,
-                    names.STUDY: spec.study_name,
-                    names.STORAGE: redact(self.job.storage_url),
-                    names.SAMPLER: str(spec.sampler.get("name", "tpe")),
-                    names.PRUNER: str(spec.pruner.get("name", "median")),
-                    names.OBJECTIVE: self.base.train.objective,
-                    names.DIRECTION: spec.direction,
-                    names.SWEEP_MODE: self.plan.mode,
-                },
-            )
-            self.study.set_user_attr(names.ATTR_SWEEP_RUN, run.run_id)
-        params = flatten({k: v for k, v in spec.to_dict().items() if k != "storage"})
-        params["storage"] = redact(self.job.storage_url)
-        params["space"] = "; ".join(f"{k}: {d!r}" for k, d in self.plan.space.items())
-        params["base_overrides"] = " ".join(self.plan.base_overrides)
-        run.log_params(params)
-        definition = {**spec.to_dict(), "storage": redact(self.job.storage_url)}
-        try:
-            run.log_files(
-                {
-                    names.SWEEP_DEFINITION: OmegaConf.to_yaml(OmegaConf.create(definition)),
-                    names.SWEEP_COMMAND: " ".join(self.job.arguments) + "\n",
-                }
-            )
-        except Exception as exc:  # a full or read-only artifact folder: trials still run
-            _warn(f"could not store the sweep definition: {type(exc).__name__}: {exc}")
-        return run
+        return parent_run(self.tracker, self.study, self.plan, self.job, self.base)
 
     def _close_orphans(self) -> None:
         """Trials left RUNNING by dead processes: FAIL in Optuna, KILLED in MLflow."""
