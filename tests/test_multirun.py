@@ -74,7 +74,10 @@ def test_seed_list_is_a_grid_of_the_default_config(store: Store) -> None:
     assert parent.data.tags["pg.sweep_mode"] == "grid"
     trials = kind(store, "trial")
     assert sorted(r.data.params["seed"] for r in trials) == ["0", "1", "2"]
-    expected = default_params(*SHORT, "train.progress=false")  # sweeps print one line per trial
+    # A sweep's trials print one line each and record no clip or system metrics (QUIET).
+    from pg.sweep.spec import QUIET
+
+    expected = default_params(*SHORT, *QUIET)
     for run in trials:
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.info.status == "FINISHED"

@@ -80,8 +80,9 @@ def test_params_and_tags_written_to_a_real_store_are_redacted(tmp_path: Path) ->
 
 
 def test_command_line_tag_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        "sys.argv", ["pg/run.py", f"tracking.uri=postgresql://me:{SECRET}@h/db", "seed=1"]
-    )
+    argv = [f"tracking.uri=postgresql://me:{SECRET}@h/db", "seed=1"]
+    monkeypatch.setattr("sys.argv", ["pg/run.py", *argv])
+    monkeypatch.setattr("sys.orig_argv", ["python", "-m", "pg.run", *argv])
     line = command_line()
     assert SECRET not in line and "seed=1" in line
+    assert line.startswith("python -m pg.run ")

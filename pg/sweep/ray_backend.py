@@ -65,6 +65,9 @@ def without_passwords(text: str) -> tuple[str, dict[str, str]]:
         scheme = match["scheme"].lower()
         user = urllib.parse.unquote(match["user"])
         password = urllib.parse.unquote(match["password"])
+        if password == "***":  # already redacted (a recorded command line): nothing to pass
+            keep = f"{match['user']}@" if scheme.startswith("postgres") else ""
+            return f"{match['scheme']}://{keep}"
         if scheme in ("http", "https"):
             put("MLFLOW_TRACKING_USERNAME", user, "tracking")
             put("MLFLOW_TRACKING_PASSWORD", password, "tracking")

@@ -48,7 +48,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         if names.ATTR_SEED_VALUES in t.user_attrs:
             row["seed_values"] = t.user_attrs[names.ATTR_SEED_VALUES]
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else ["number", "state", "value"])
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
