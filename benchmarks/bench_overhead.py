@@ -37,9 +37,9 @@ def whole(args: list[str], home: Path) -> float:
             sys.executable,
             "-m",
             "pg.run",
+            *args,  # -m first: Hydra's parser takes the overrides after its flags
             f"hydra.run.dir={home}/o",
             f"hydra.sweep.dir={home}/m",
-            *args,
         ],
         env=env,
         cwd=ROOT,
