@@ -20,6 +20,8 @@ from pg.sweep.spec import SweepSpec
 from pg.sweep.study import _trial_id, fail_trial, set_system_attr, stale_trial_ids
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import optuna
     from optuna.trial import FrozenTrial
 
@@ -47,23 +49,13 @@ class Orphan:
 
 def fail_orphans(study: optuna.Study, spec: SweepSpec) -> list[Orphan]:
     """Mark RUNNING trials of dead processes FAIL; returns them for the MLflow side."""
-    from optuna.trial import TrialState
 
     host = socket.gethostname()
     stale: set[int] = set()
     with contextlib.suppress(Exception):
         stale = stale_trial_ids(study)
     now = datetime.now()
-    orphans = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = _orphan_reason(trial, host, stale, now, spec)
-        if reason is None:
-            continue
-        with contextlib.suppress(Exception):  # another process may have finished it
-            set_system_attr(study, trial, REASON, reason)
-        if fail_trial(study, trial):
-            orphans.append(Orphan(trial.number, reason))
-    return orphans
+    return _fail_running(study, lambda t: _orphan_reason(t, host, stale, now, spec))
 
 
 def fail_trials_of(study: optuna.Study, owner: str, reason: str) -> list[Orphan]:
@@ -72,13 +64,21 @@ def fail_trials_of(study: optuna.Study, owner: str, reason: str) -> list[Orphan]
     For a worker whose death is reported by its scheduler (a Ray worker or node), so the
     trial need not wait for a missed heartbeat.
     """
+    return _fail_running(study, lambda t: reason if t.system_attrs.get(OWNER) == owner else None)
+
+
+def _fail_running(
+    study: optuna.Study, reason_for: Callable[[FrozenTrial], str | None]
+) -> list[Orphan]:
+    """FAIL every RUNNING trial ``reason_for`` gives a reason, recording the reason."""
     from optuna.trial import TrialState
 
     orphans = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.system_attrs.get(OWNER) != owner:
+        reason = reason_for(trial)
+        if reason is None:
             continue
-        with contextlib.suppress(Exception):  # it may have finished after all
+        with contextlib.suppress(Exception):  # another process may have finished it
             set_system_attr(study, trial, REASON, reason)
         if fail_trial(study, trial):
             orphans.append(Orphan(trial.number, reason))
