@@ -26,6 +26,17 @@ class MetricDiff:
     first_step: int | None  # first env step where the two histories disagree
     deviation: float | None  # largest |a - b| over points both runs have at a step
     note: str = ""
+    relative: float | None = None  # largest |a - b| / max(1, |a|, |b|) over those points
+
+    def rounding_only(self, tolerance: float) -> bool:
+        """Same steps, same number of points, every value within ``tolerance`` (relative).
+
+        What float32 arithmetic in another order gives: PyTorch picks its CPU kernels by
+        the processor's vector instructions (AVX2, AVX-512), and a sum taken in other
+        chunks differs in the last bits; it promises no bit-identical results across
+        platforms.  A different sampled action would change the returns by whole units.
+        """
+        return not self.note and self.relative is not None and self.relative <= tolerance
 
 
 def _same(a: float, b: float) -> bool:
@@ -57,6 +68,7 @@ def diff_history(
     a, b = _by_step(source), _by_step(new)
     first: int | None = None
     deviation: float | None = None  # only where both runs logged as many values at a step
+    relative: float | None = None
     values_differ = False
     for step in sorted(set(a) | set(b)):
         va, vb = a.get(step, []), b.get(step, [])
@@ -74,6 +86,8 @@ def diff_history(
             gap = abs(x - y)
             gap = gap if not math.isnan(gap) else (0.0 if _same(x, y) else math.inf)
             deviation = gap if deviation is None else max(deviation, gap)
+            scaled = gap / max(1.0, abs(x), abs(y)) if math.isfinite(gap) else math.inf
+            relative = scaled if relative is None else max(relative, scaled)
     if first is None:
         return None
     notes = []
@@ -83,7 +97,7 @@ def diff_history(
         notes.append("logged at different steps")
     if not values_differ:
         notes.append("same values, repeated (step, value) points counted differently")
-    return MetricDiff(key, first, deviation, "; ".join(notes))
+    return MetricDiff(key, first, deviation, "; ".join(notes), relative)
 
 
 def compare_histories(source: Histories, new: Histories) -> list[MetricDiff]:
@@ -145,7 +159,16 @@ def lock_diff(stored: str, installed: str) -> list[str]:
     return out
 
 
-SYSTEM_KEYS = ("python", "torch", "torch_threads", "platform", "machine", "cpu_count")
+SYSTEM_KEYS = (
+    "python",
+    "torch",
+    "torch_threads",
+    "platform",
+    "machine",
+    "cpu",
+    "cpu_capability",
+    "cpu_count",
+)
 GIT_TAGS = (("git commit", names.GIT_COMMIT), ("dirty tree", names.GIT_DIRTY))
 
 
@@ -167,8 +190,9 @@ def environment_diff(
         out.append("system: the source run has no environment/system.json")
     elif new_system is not None:
         for key in SYSTEM_KEYS:
-            if source_system.get(key) != new_system.get(key):
-                out.append(f"{key}: {source_system.get(key)} -> {new_system.get(key)}")
+            old, now = source_system.get(key, "unknown"), new_system.get(key, "unknown")
+            if old != now:
+                out.append(f"{key}: {old} -> {now}")
     if source_lock is None:
         out.append("packages: the source run has no environment/requirements.txt")
     elif new_lock is not None:

@@ -69,7 +69,12 @@ def test_analysis_report_of_the_old_sweep(old_store: Store, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("run_id", [SINGLE_RUN, BEST_TRIAL], ids=["run", "two-seed-trial"])
-def test_old_runs_reproduce_identical(old_store: Store, run_id: str) -> None:
+def test_old_runs_reproduce_identical_or_equivalent(old_store: Store, run_id: str) -> None:
+    """Bit-identical on the kind of CPU the store was made on; on another (AVX-512 vs AVX2
+    kernels) only float rounding may differ: EQUIVALENT, never DIFFERENT."""
     done = run_module("pg.reproduce", [run_id], old_store)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "verdict: IDENTICAL" in done.stdout
+    verdict = next(line for line in done.stdout.splitlines() if "verdict:" in line)
+    assert "verdict: IDENTICAL" in verdict or "verdict: EQUIVALENT" in verdict, done.stdout
+    if "EQUIVALENT" in verdict:  # pg 0.1.0 did not record the CPU: shown as unknown
+        assert "cpu_capability: unknown -> " in done.stdout

@@ -6,6 +6,7 @@ snapshots or doctored histories are made from it with the real MLflow client.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -58,9 +59,11 @@ def copy_run(
     tags: dict[str, str] | None = None,
     snapshot: bool = True,
     perturb: str | None = None,
+    nudge: dict[str, float] | None = None,
 ) -> str:
     """A new run with the source's artifacts (``config`` replaces the snapshot text) and
-    its metric histories (``perturb`` adds 1 to that metric's last value)."""
+    its metric histories (``perturb`` adds 1 to that metric's last value; ``nudge``
+    multiplies every value of a metric by ``1 + factor``)."""
     from mlflow.entities import Metric
 
     client = store.client()
@@ -78,6 +81,7 @@ def copy_run(
         history = client.get_metric_history(source_id, key)
         for i, m in enumerate(history):
             value = m.value + 1 if key == perturb and i == len(history) - 1 else m.value
+            value *= 1 + (nudge or {}).get(key, 0.0)
             metrics.append(Metric(key, value, m.timestamp, m.step))
     for i in range(0, len(metrics), 1000):
         client.log_batch(rid, metrics=metrics[i : i + 1000])
@@ -135,6 +139,32 @@ def test_different_history_gives_table_and_environment(shared: Store, source: st
     last_step = shared.client().get_metric_history(source, "rollout/ep_return_100")[-1].step
     assert f"{last_step:,}" in row and row.split()[2] == "1"
     assert f"git commit: {'0' * 40} -> " in proc.stdout
+
+
+def test_float_rounding_is_equivalent_not_different(shared: Store, source: str) -> None:
+    """What another CPU's kernels give (AVX-512 vs AVX2): the same steps, values a few
+    float32 units apart.  The default passes it as EQUIVALENT (exit 0); ``--exact`` and a
+    tolerance below the deviation do not."""
+    rounded = copy_run(
+        shared,
+        source,
+        nudge={"losses/policy": 2e-6, "stats/grad_l2": -1e-6},
+        tags={"pg.kind": "run"},
+    )
+    proc = reproduce(shared, rounded)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verdict: EQUIVALENT" in proc.stdout and "DIFFERENT" not in proc.stdout
+    assert "2 of " in proc.stdout  # the table still names what differs
+    (verdict,) = [line for line in proc.stdout.splitlines() if "verdict:" in line]
+    found = re.search(r"largest relative deviation (\S+) <= 0.0001", verdict)
+    assert found is not None and 0 < float(found.group(1)) <= 2.0001e-6, verdict
+    exact = reproduce(shared, rounded, "--exact")
+    assert exact.returncode == 1 and "verdict: EQUIVALENT" in exact.stdout
+    strict = reproduce(shared, rounded, "--tolerance", "1e-7")
+    assert strict.returncode == 1 and "verdict: DIFFERENT" in strict.stdout
+    # A whole unit on one value is not rounding, whatever else is close.
+    moved = copy_run(shared, source, perturb="rollout/ep_return_100", nudge={"losses/policy": 2e-6})
+    assert "verdict: DIFFERENT" in reproduce(shared, moved).stdout
 
 
 def test_no_compare_only_reruns(shared: Store, source: str) -> None:
@@ -224,6 +254,7 @@ CORRUPT = "seed: [0\nenv: {name: cartpole\n"
         ("renamed-key", "no longer validates with the current schema: algo.learning_rate"),
         ("corrupted", "is corrupted (not YAML"),
         ("bad-override", "algo.gamma=2.0 is not allowed"),
+        ("bad-tolerance", "--tolerance: a relative deviation in [0, 1)"),
     ],
 )
 def test_bad_input(shared: Store, source: str, case: str, message: str) -> None:
@@ -234,6 +265,8 @@ def test_bad_input(shared: Store, source: str, case: str, message: str) -> None:
         target = copy_run(shared, source, snapshot=False)
     elif case == "bad-override":
         target, extra = source, ["algo.gamma=2.0"]
+    elif case == "bad-tolerance":
+        target, extra = source, ["--tolerance", "-1"]
     else:
         text = shared.client().download_artifacts(source, "config/config.yaml", str(shared.home))
         good = Path(text).read_text()
@@ -278,7 +311,15 @@ def test_histories_compare_by_step_regardless_of_order() -> None:
 
 def test_first_step_and_largest_deviation() -> None:
     diff = diff_history("m", [(1, 1.0), (2, 2.0), (3, 3.0)], [(1, 1.0), (2, 2.5), (3, 1.0)])
-    assert diff == MetricDiff("m", 2, 2.0, "")
+    # relative: |3 - 1| / max(1, 3, 1) = 2/3 beats |2 - 2.5| / 2.5 = 0.2
+    assert diff == MetricDiff("m", 2, 2.0, "", 2 / 3)
+    assert not diff.rounding_only(0.5) and diff.rounding_only(0.7)
+    small = diff_history("m", [(1, 0.5), (2, 1e3)], [(1, 0.5 + 1e-7), (2, 1e3 + 1e-3)])
+    assert small is not None and small.relative == pytest.approx(1e-3 / (1e3 + 1e-3))
+    assert small.rounding_only(1e-4) and not small.rounding_only(1e-7)
+    # other steps or counts are never rounding, however close the values
+    shifted = diff_history("m", [(1, 1.0)], [(2, 1.0)])
+    assert shifted is not None and not shifted.rounding_only(1.0)
 
 
 def test_missing_metric_and_point_counts() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -78,10 +79,23 @@ def system_facts(torch_threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu": cpu_model(),
+        # The vector instructions PyTorch's CPU kernels were picked for: runs on AVX2 and
+        # AVX-512 machines can differ in the last bits (pg.reproduce: EQUIVALENT).
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch_threads,
     }
+
+
+def cpu_model() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo; else what platform knows)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
 
 
 _command: str | None = None
