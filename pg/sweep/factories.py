@@ -134,7 +134,7 @@ def _options_for(
             f"{kind} {name!r} has no option {', '.join(unknown)} "
             f"(it takes: {', '.join(sorted(params)) or 'nothing'})"
         )
-    kwargs = {k: v for k, v in options.items() if k in params}
+    kwargs = {k: options[k] for k in params if k in options}  # in the constructor's order
     for key, value in kwargs.items():
         _check_option(kind, key, value, params[key])
     return kwargs
