@@ -207,7 +207,7 @@ def test_a_search_runs_every_trial_on_the_seed_list(store: Store) -> None:
             store,
         )
     )
-    assert out.splitlines()[0].startswith("pg: search: 2 trials, tpe over "), out
+    assert out.splitlines()[0].startswith("pg: search: 2 trials, tpe(seed=0) over "), out
     assert "seeds 0,1 per trial" in out.splitlines()[0]
     st = only_study(store)
     assert st.study_name == "cartpole_reinforce"
