@@ -93,9 +93,11 @@ def test_the_header_shows_the_options_each_class_gets() -> None:
     ],
 )
 def test_bad_options_are_one_message(kind: str, options: dict[str, Any], message: str) -> None:
-    make = make_sampler if kind == "sampler" else make_pruner
     with pytest.raises(SweepError, match=message) as info:
-        make(SweepSpec(**{kind: options}))
+        if kind == "sampler":
+            make_sampler(SweepSpec(sampler=options))
+        else:
+            make_pruner(SweepSpec(pruner=options))
     assert "\n" not in str(info.value)
 
 

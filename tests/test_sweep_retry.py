@@ -56,9 +56,9 @@ def test_a_killed_workers_trial_runs_again_with_its_params(store: Store) -> None
             for t in trials:
                 owner = str(t.system_attrs.get("pg.owner", ":0"))
                 worker = int(owner.rsplit(":", 1)[1])
-                if t.state.name == "RUNNING" and "pg.run_id" in t.system_attrs:
-                    if worker != proc.pid:  # worker 1, not the sweep's own process
-                        victim, pid = t, worker
+                started = t.state.name == "RUNNING" and "pg.run_id" in t.system_attrs
+                if started and worker != proc.pid:  # worker 1, not the sweep's own process
+                    victim, pid = t, worker
         assert victim is not None, "worker 1 ran no trial\n" + "".join(output)
         os.kill(pid, signal.SIGKILL)
         code = proc.wait(timeout=400)
