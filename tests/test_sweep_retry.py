@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 
+import pandas as pd
+
 from tests.conftest import FAST, Store
 from tests.test_sweep import assert_agree, runs_of, study
 
@@ -91,3 +93,8 @@ def test_a_killed_workers_trial_runs_again_with_its_params(store: Store) -> None
     assert runs[retry.number].data.tags["pg.retry_of"] == str(victim.number)
     assert "pg.retry_of" not in runs[victim.number].data.tags
     assert_agree(store, st)
+    (parent,) = runs_of(store, "sweep")
+    csv = store.client().download_artifacts(parent.info.run_id, "sweep/trials.csv")
+    table = pd.read_csv(csv).set_index("number")
+    assert table.loc[retry.number, "retry_of"] == victim.number
+    assert table.loc[victim.number, "state"] == "FAIL"
