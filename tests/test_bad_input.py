@@ -137,6 +137,7 @@ def test_memory_estimate_names_the_key_and_the_size() -> None:
         ({"storage": "localhost:5432"}, "hydra.sweeper.storage"),
         ({"sampler": {"name": "tpe", "seed": "abc"}}, "hydra.sweeper.sampler.seed"),
         ({"sampler": {"name": "tpe", "seed": 2**40}}, "hydra.sweeper.sampler.seed"),
+        ({"max_retries": "x"}, "hydra.sweeper.max_retries"),
     ],
 )
 def test_sweep_settings_of_the_wrong_type_name_the_key(
@@ -195,6 +196,13 @@ def test_cli_run_refuses_in_one_line(fresh_store: Store, args: list[str], words:
         (["algo.lr=choice("], ["algo.lr=choice(", "grammar"]),
         (["tracking.uri=ftp://x/y"], ["tracking.uri", "ftp://"]),
         (["hydra.sweeper.seeds=1000", "env.num_envs=100000"], ["env.num_envs", "GiB"]),
+        (["+hydra.sweeper.sampler.multivariat=false"], ["sampler 'tpe' has no option multivariat"]),
+        (
+            ["hydra.sweeper.pruner.name=threshold", "+hydra.sweeper.pruner.lower=abc"],
+            ["hydra.sweeper.pruner.lower='abc'", "a finite number"],
+        ),
+        (["hydra.sweeper.pruner.name=wilcoxon"], ["wilcoxon", "2 or more seeds per trial"]),
+        (["hydra.sweeper.max_retries=-1"], ["hydra.sweeper.max_retries=-1", "[0, 100]"]),
     ],
 )
 def test_cli_sweep_refuses_in_one_line(

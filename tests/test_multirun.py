@@ -142,11 +142,14 @@ def test_kill_9_during_a_grid_then_rerun_runs_each_combination_once(store: Store
 
     out = ok(run_module("pg.run", args, store, timeout=400))
     assert f"trial {victim.number} marked FAIL" in out
-    assert f"trial {victim.number}'s combination queued to run again" in out
+    assert f"trial {victim.number} queued to run again with the same params" in out
     trials = only_study(store).get_trials()
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert sorted(t.params["seed"] for t in complete) == [0, 1, 2]  # each exactly once
     assert len(trials) == 4  # three combinations plus the killed trial, kept as FAIL
+    (retry,) = [t for t in trials if "pg.retry_of" in t.user_attrs]
+    assert retry.user_attrs["pg.retry_of"] == victim.number
+    assert retry.params == victim.params
     for seed, t in kept.items():  # finished combinations were not run again
         (again,) = [c for c in complete if c.params["seed"] == seed]
         assert again.number == t.number
@@ -204,7 +207,7 @@ def test_a_search_runs_every_trial_on_the_seed_list(store: Store) -> None:
             store,
         )
     )
-    assert out.splitlines()[0].startswith("pg: search: 2 trials, tpe over "), out
+    assert out.splitlines()[0].startswith("pg: search: 2 trials, tpe(seed=0) over "), out
     assert "seeds 0,1 per trial" in out.splitlines()[0]
     st = only_study(store)
     assert st.study_name == "cartpole_reinforce"

@@ -167,6 +167,9 @@ def test_nan_trial_fails_and_sweep_goes_on(store: Store) -> None:
     for t in failed:
         assert t.params["debug.nan_at_step"] == 600
         assert "Divergence" in t.system_attrs["pg.reason"]
+    # Failed by itself: a result, not run again.
+    assert not any("pg.retry_of" in t.user_attrs for t in trials)
+    assert "queued to run again" not in out
     runs = {int(r.data.tags["pg.trial_number"]): r for r in runs_of(store, "trial")}
     for t in failed:
         run = runs[t.number]
@@ -236,17 +239,25 @@ def test_kill_9_then_resume_keeps_exactly_n_trials(store: Store) -> None:
         )
     )
     assert f"trial {victim} marked FAIL" in out
+    assert f"trial {victim} queued to run again with the same params (retry 1 of 1)" in out
     st = study(store)
     trials = st.get_trials()
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3, 4]  # n_trials plus one retry
     orphan = trials[victim]
     assert orphan.state.name == "FAIL"
     assert orphan.system_attrs["pg.reason"].startswith("orphaned")
+    (retry,) = [t for t in trials if t.user_attrs.get("pg.retry_of") == victim]
+    assert retry.params == orphan.params and retry.state.name == "COMPLETE"
+    assert f"(retry of trial {victim})" in out
+    # n_trials trials that ran to their own end; the orphan is not one of them
+    assert sum(1 for t in trials if t.state.name == "COMPLETE") == 4
     runs = runs_of(store, "trial")
-    assert len(runs) == 4  # the orphan's run is kept (KILLED), no trial was run twice
+    assert len(runs) == 5  # the orphan's run is kept (KILLED); no other trial ran twice
     (killed,) = [r for r in runs if r.data.tags["pg.trial_number"] == str(victim)]
     assert killed.info.status == "KILLED"
     assert killed.data.tags["pg.trial_state"] == "FAIL"
+    (again,) = [r for r in runs if r.data.tags["pg.trial_number"] == str(retry.number)]
+    assert again.data.tags["pg.retry_of"] == str(victim)
     assert len(runs_of(store, "sweep")) == 1  # the resumed sweep reopens its parent run
     assert_agree(store, st)
 

@@ -108,7 +108,7 @@ def test_a_grid_study_reruns_only_combinations_cut_short(tmp_path: Path) -> None
 
     from pg.record.names import ATTR_REASON
     from pg.sweep.factories import make_sampler
-    from pg.sweep.study import BudgetLock, budget, open_storage, requeue_cut_short, reserve
+    from pg.sweep.study import BudgetLock, budget, open_storage, reserve, retry_cut_short
 
     url = f"sqlite:///{tmp_path / 'g.db'}"
     spec = SweepSpec(mode="grid", sampler={"name": "grid"}, study_name="g", n_trials=3)
@@ -132,11 +132,12 @@ def test_a_grid_study_reruns_only_combinations_cut_short(tmp_path: Path) -> None
     study.tell(broken, state=TrialState.FAIL)
     assert reserve(study, lock, spec, p.space) is None  # 3 combinations, 3 trials
 
-    assert requeue_cut_short(study, lock) == [killed.number]
-    assert requeue_cut_short(study, lock) == []  # queued once, however often it resumes
+    assert [r.of for r in retry_cut_short(study, lock, spec)] == [killed.number]
+    assert retry_cut_short(study, lock, spec) == []  # queued once, however often it resumes
     assert budget(study, spec) == 4
     again = reserve(study, lock, spec, p.space)
     assert again is not None and again.params == killed.params
+    assert again.user_attrs["pg.retry_of"] == killed.number
     study.tell(again, 2.0)
     assert reserve(study, lock, spec, p.space) is None
     done = [

@@ -397,15 +397,18 @@ def test_killed_ray_worker_fails_its_trial_and_the_sweep_goes_on(
     assert "Ray worker" in text and "died" in text
     st = study(store)
     trials = st.get_trials()
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3], "the dead trial counts; no extra"
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3, 4], "n_trials and one retry"
     dead = trials[victim]
     assert dead.state.name == "FAIL"
     assert dead.system_attrs["pg.reason"].startswith(f"orphaned: Ray worker {owner} died")
     others = [t for t in trials if t.number != victim]
     assert all(t.state.name == "COMPLETE" for t in others), [t.state.name for t in others]
+    (retry,) = [t for t in trials if t.user_attrs.get("pg.retry_of") == victim]
+    assert retry.params == dead.params
     assert f"trial {victim} marked FAIL" in text
+    assert f"trial {victim} queued to run again with the same params (retry 1 of 1)" in text
     runs = runs_of(store, "trial")
-    assert len(runs) == 4
+    assert len(runs) == 5
     (killed,) = [r for r in runs if r.data.tags["pg.trial_number"] == str(victim)]
     assert killed.info.status == "KILLED"
     assert killed.data.tags["pg.stopped"].startswith("orphaned: Ray worker")
@@ -638,6 +641,12 @@ def test_ctrl_c_cancels_ray_workers_and_the_same_command_resumes(
     )
     ok(again)
     st = study(store)
-    assert sorted(t.number for t in st.get_trials()) == [0, 1, 2, 3]
+    trials = st.get_trials()
+    # Each interrupted trial ran again with its params; n_trials ran to their own end.
+    for number in interrupted:
+        (retry,) = [t for t in trials if t.user_attrs.get("pg.retry_of") == number]
+        assert retry.params == trials[number].params and retry.state.name == "COMPLETE"
+    assert len(trials) == 4 + len(interrupted)
+    assert sum(1 for t in trials if t.state.name == "COMPLETE") == 4
     assert len(runs_of(store, "sweep")) == 1
     assert_agree(store, st)

@@ -35,6 +35,7 @@ ERROR = "pg.error"
 STOPPED = "pg.stopped"  # why a run was stopped early (pruned, Ctrl-C, orphaned)
 SOURCE_RUN = "pg.source_run"  # a reproduction: the run it re-ran
 SOURCE_TRIAL = "pg.source_trial"
+RETRY_OF = "pg.retry_of"  # a sweep trial's runs: the number of the trial it re-runs
 STUDY = "pg.study"
 TRIAL_NUMBER = "pg.trial_number"
 # Optuna's final state: COMPLETE | PRUNED | FAIL.  A PRUNED trial's runs end FINISHED
@@ -110,3 +111,5 @@ ATTR_GRID = "pg.grid"  # study user attr: a grid's axes and values
 ATTR_MLFLOW_RUN = "mlflow_run_id"  # trial user attr: its MLflow run, set when it ends
 ATTR_ENV_STEPS = "env_steps"  # trial user attr
 ATTR_SEED_VALUES = "seed_values"  # trial user attr: one final objective per seed
+ATTR_RETRY_OF = "pg.retry_of"  # trial user attr: the cut-short trial this one re-runs
+ATTR_RETRIES = "pg.retries"  # trial user attr: orphaned attempts before this one (its chain)

@@ -28,7 +28,7 @@ def check_definition(
     """
     from pg.record.store import resolve_store
     from pg.sweep.compose import compose_trial
-    from pg.sweep.factories import make_pruner, make_sampler
+    from pg.sweep.factories import make_pruner, make_sampler, per_seed
     from pg.sweep.space import edge_points, override_line
 
     spec = resolve(build_spec(settings), arguments, cli_hydra or [])
@@ -40,6 +40,12 @@ def check_definition(
     make_sampler(spec, grid=the_plan.grid)
     make_pruner(spec)
     base = compose_trial(config_name, the_plan.base_overrides).config
+    if per_seed(spec) and len(the_plan.seed_list(base.seed)) < 2:
+        raise SweepError(
+            "hydra.sweeper.pruner.name=wilcoxon compares a trial with the best one seed by "
+            "seed and needs 2 or more seeds per trial: set hydra.sweeper.seeds (e.g. 5) or "
+            "seed=0,1,2,3,4, or choose another pruner"
+        )
     for point in edge_points(the_plan.space):
         compose_trial(
             config_name,

@@ -164,13 +164,14 @@ class Sweep:
         from pg.sweep.results import best_line, best_trial, configurations_lines, publish
 
         self._header()
-        self._close_orphans()
-        self._requeue()
+        self._recover()
         self.parent = self._parent_run()
         self.job.sweep_run_id = self.parent.run_id if self.parent else None
         status, code = "FINISHED", EXIT_OK
         try:
             code = self._run_workers()
+            if code == EXIT_OK:
+                code = self._drain()
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
         except BaseException:
@@ -234,6 +235,8 @@ class Sweep:
 
     def _header(self) -> None:
         """First line: which rule applied (grid or search), then where the study lives."""
+        from pg.sweep.factories import describe, per_seed, wilcoxon_note
+
         spec, the_plan = self.plan.spec, self.plan
         done = len(self.study.get_trials(deepcopy=False))
         timeout = f", timeout {spec.timeout:g} s" if spec.timeout is not None else ""
@@ -244,33 +247,52 @@ class Sweep:
             what = f"grid of {the_plan.n_combinations} combinations: {axes}"
         else:
             budget = f"{spec.n_trials} trials" if spec.n_trials is not None else "no trial limit"
-            sampler = spec.sampler.get("name", "tpe")
+            sampler = describe("sampler", spec)
             what = f"search: {budget}, {sampler} over {', '.join(the_plan.space)}"
         extras = [
             f"study '{spec.study_name}' ({done} already in it){timeout}",
             f"{spec.workers} worker(s)",
-            f"pruner {spec.pruner.get('name', 'median')}",
+            f"pruner {describe('pruner', spec)}",
         ]
         if per_trial:
-            extras.insert(2, per_trial)
+            one_by_one = " (one after another)" if per_seed(spec) else ""
+            extras.insert(2, per_trial + one_by_one)
         print(f"pg: {what}; {'; '.join(extras)}", flush=True)
+        note = wilcoxon_note(spec, len(seeds)) if per_seed(spec) else None
+        if note:
+            print(f"pg: note: {note}", flush=True)
         print(f"pg: study storage {redact(self.job.storage_url)}", flush=True)
         if self.cluster is not None:
             print(self.cluster.describe(), flush=True)
 
-    def _requeue(self) -> None:
-        if self.plan.mode != "grid":
-            return
-        from pg.sweep.study import BudgetLock, requeue_cut_short
+    def _recover(self, orphans: list[Orphan] | None = None) -> None:
+        """Orphans (found here, or reported by Ray) closed; trials cut short queued again."""
+        from pg.sweep.orphans import fail_orphans, recover
+        from pg.sweep.study import BudgetLock
 
+        if orphans is None:
+            orphans = fail_orphans(self.study, self.plan.spec)
         lock = BudgetLock(self.job.storage_url, self.plan.spec.study_name)
-        for number in requeue_cut_short(self.study, lock):
-            print(f"pg: trial {number}'s combination queued to run again", flush=True)
+        recover(self.study, self.plan.spec, lock, orphans, self.tracker, _print)
+
+    def _drain(self) -> int:
+        """Retries queued once every worker had ended (one died during the last trials)."""
+        from optuna.trial import TrialState
+
+        code, before = EXIT_OK, None
+        while code == EXIT_OK:
+            self._recover()
+            waiting = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            if not waiting or (before is not None and waiting >= before):
+                break  # nothing queued, or the workers would not take it (deadline)
+            before = waiting
+            code = self._run_workers()
+        return code
 
     def _run_workers(self) -> int:
         """This process is worker 0; workers 1..N-1 are processes of their own."""
         if self.cluster is not None:
-            return self.cluster.run(self.job, self.plan, self.study, self._label_orphans)
+            return self.cluster.run(self.job, self.plan, self.study, self._recover)
         workers = self.plan.spec.workers
         if workers == 1:
             return work(self.job, self.plan)
@@ -297,9 +319,11 @@ class Sweep:
         if EXIT_INTERRUPTED in codes:
             return EXIT_INTERRUPTED
         for i, c in enumerate(codes):
-            if c not in (EXIT_OK, EXIT_FAILURES):
+            if c < 0:  # killed: its trial is an orphan, run again (see _drain)
+                print(f"pg: worker {i} was killed (signal {-c})", file=sys.stderr, flush=True)
+            elif c not in (EXIT_OK, EXIT_FAILURES):
                 print(f"pg: worker {i} exited with status {c}", file=sys.stderr, flush=True)
-        if any(c != EXIT_OK for c in codes):
+        if any(c > 0 for c in codes):
             return EXIT_FAILURES
         return EXIT_OK
 
@@ -312,23 +336,9 @@ class Sweep:
 
         return parent_run(self.tracker, self.study, self.plan, self.job, self.base)
 
-    def _close_orphans(self) -> None:
-        """Trials left RUNNING by dead processes: FAIL in Optuna, KILLED in MLflow."""
-        from pg.sweep.orphans import fail_orphans
 
-        self._label_orphans(fail_orphans(self.study, self.plan.spec))
-
-    def _label_orphans(self, orphans: list[Orphan]) -> None:
-        """Print the orphans and close their MLflow runs KILLED (FAIL in Optuna is done)."""
-        for orphan in orphans:
-            print(f"pg: trial {orphan.number} marked FAIL ({orphan.reason})", flush=True)
-        if not orphans or self.tracker is None:
-            return
-        for orphan in orphans:
-            for run_id, status in self.tracker.trial_runs(self.plan.spec.study_name, orphan.number):
-                self.tracker.set_tags(run_id, {names.TRIAL_STATE: "FAIL"})
-                if status == "RUNNING":
-                    self.tracker.terminate(run_id, "KILLED", {names.STOPPED: orphan.reason})
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
 def _warn(message: str) -> None:

@@ -1,8 +1,9 @@
-"""Trials orphaned by dead processes: found, marked FAIL, reported for the MLflow side.
+"""Trials orphaned by dead processes: found, marked FAIL, closed in MLflow, run again.
 
 Each trial records its owner (``host:pid``) and a heartbeat.  A RUNNING trial whose
 owner is a dead process on this host, or whose heartbeat is older than the grace period
-(owner elsewhere), is marked FAIL; the caller closes its MLflow runs as KILLED.
+(owner elsewhere), is marked FAIL with the reason; :func:`recover` closes its MLflow runs
+as KILLED and queues a retry with the same params (``max_retries``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
     import optuna
     from optuna.trial import FrozenTrial
+
+    from pg.record.tracker import Tracker
+    from pg.sweep.study import BudgetLock
 
 
 def _pid_alive(pid: int) -> bool:
@@ -99,3 +103,40 @@ def _orphan_reason(
     if not owner and started is not None and now - started > timedelta(seconds=spec.grace_period):
         return "orphaned: its process died before it started"
     return None
+
+
+def recover(
+    study: optuna.Study,
+    spec: SweepSpec,
+    lock: BudgetLock,
+    orphans: list[Orphan],
+    tracker: Tracker | None,
+    report: Callable[[str], None],
+) -> None:
+    """Close the orphans' MLflow runs KILLED, then queue every trial cut short to run again.
+
+    The queue covers trials cut short earlier too (a Ctrl-C'd one, an orphan failed by
+    another process); ``max_retries`` reached is said once, for the orphans found now.
+    """
+    from pg.record.names import STOPPED, TRIAL_STATE
+    from pg.sweep.study import retry_cut_short
+
+    for orphan in orphans:
+        report(f"pg: trial {orphan.number} marked FAIL ({orphan.reason})")
+        if tracker is None:
+            continue
+        for run_id, status in tracker.trial_runs(spec.study_name, orphan.number):
+            tracker.set_tags(run_id, {TRIAL_STATE: "FAIL"})
+            if status == "RUNNING":
+                tracker.terminate(run_id, "KILLED", {STOPPED: orphan.reason})
+    found = {o.number for o in orphans}
+    for retry in retry_cut_short(study, lock, spec):
+        if retry.queued:
+            why = f"retry {retry.attempt} of {spec.max_retries}"
+            why = "interrupted" if retry.interrupted else why
+            report(f"pg: trial {retry.of} queued to run again with the same params ({why})")
+        elif retry.of in found:
+            report(
+                f"pg: trial {retry.of} not run again: its params were orphaned "
+                f"{retry.attempt} times (max_retries={spec.max_retries})"
+            )

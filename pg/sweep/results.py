@@ -47,6 +47,8 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         row.update({f"params.{k}": v for k, v in t.params.items()})
         if names.ATTR_SEED_VALUES in t.user_attrs:
             row["seed_values"] = t.user_attrs[names.ATTR_SEED_VALUES]
+        if names.ATTR_RETRY_OF in t.user_attrs:  # it re-ran a trial whose process died
+            row["retry_of"] = t.user_attrs[names.ATTR_RETRY_OF]
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["number", "state", "value"])
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 KEY = "hydra.sweeper."  # where these settings live, as the user types them
 INT_MAX = 2**31 - 1  # Optuna keeps trial numbers and steps in 32-bit columns
 SECONDS_MAX = 366 * 24 * 3600  # a year: beyond that a duration is a typo
+MAX_RETRIES = 100  # a trial that kills its process this often will not stop doing it
 SAMPLER_SEED_MAX = 2**31 - 1  # NumPy's legacy RandomState takes 32 bits; workers add offsets
 
 
@@ -69,6 +70,7 @@ def _check_types(spec: SweepSpec) -> None:
     integer("seeds", 1, 1000)
     integer("heartbeat_interval", 1, 3600)
     integer("grace_period", 2, SECONDS_MAX)
+    integer("max_retries", 0, MAX_RETRIES)
     if not isinstance(spec.direction, str):
         from pg.sweep.spec import DIRECTIONS
 

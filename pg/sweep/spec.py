@@ -16,8 +16,8 @@ from pg.sweep.space import SpaceError, distribution, entry_line, parse_overrides
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
-SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
-PRUNERS = ("median", "hyperband", "none")
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp", "grid")
+PRUNERS = ("median", "hyperband", "successive_halving", "threshold", "wilcoxon", "none")
 DIRECTIONS = ("maximize", "minimize")
 BACKENDS = ("local", "ray")
 RAY_DEFAULTS: dict[str, Any] = {
@@ -54,6 +54,7 @@ class SweepSpec:
     max_failure_rate: float = 0.5
     heartbeat_interval: int = 10  # seconds between a running trial's heartbeats
     grace_period: int = 60  # a RUNNING trial silent this long belonged to a dead process
+    max_retries: int = 1  # times a trial orphaned by a dead process runs again (same params)
     backend: str = "local"  # local: worker processes here | ray: Ray tasks on a cluster
     ray: dict[str, Any] = field(default_factory=lambda: dict(RAY_DEFAULTS))
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": 0})

@@ -1,53 +1,27 @@
-"""One trial: compose its config, train k seeds in lockstep, report, prune, tell.
+"""One trial: compose its config, train its seeds (:mod:`pg.sweep.seeds`), tell Optuna.
 
-With one seed the trial run is the training run itself.  With k seeds the trial run holds
-the params (seed aside), the mean objective at every report point and the trial value as
-``objective``; each seed is a complete training run nested under it (``pg.kind=seed``).
-The pruner sees the seed mean, so pruning works with several seeds, and all seeds stop
-together.
+The trial's end is told once, with its reason: COMPLETE, PRUNED, or FAIL (an exception, a
+NaN objective, Ctrl-C).  Its MLflow runs get the same state as ``pg.trial_state``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pg.record import names
-from pg.sweep.compose import Composed, compose_trial, with_seed
-from pg.sweep.naming import seed_run_name, trial_run_name
+from pg.sweep.compose import compose_trial
+from pg.sweep.seeds import Pruned, SeedRunner, TrialOutcome
 from pg.sweep.space import override_line
 from pg.sweep.spec import Plan
 from pg.sweep.study import current, set_system_attr
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
-
     import optuna
     from optuna.trial import Trial
 
-    from pg.core.train import Report
-    from pg.experiment import Outcome
-    from pg.record.writer import TrackedRun
-
-
-@dataclass
-class TrialOutcome:
-    number: int
-    state: str  # COMPLETE | PRUNED | FAIL
-    value: float | None
-    steps: int
-    seconds: float
-    params: dict[str, Any]
-    run_id: str | None = None
-    reason: str | None = None
-    seed_values: list[float] = field(default_factory=list)
-
-
-class Pruned(Exception):  # noqa: N818 - control flow, not an error
-    pass
+__all__ = ["TrialOutcome", "run_trial", "trial_overrides"]
 
 
 def trial_overrides(plan: Plan, params: dict[str, Any]) -> list[str]:
@@ -66,11 +40,12 @@ def run_trial(
     start = time.perf_counter()
     params = dict(trial.params)
     outcome = TrialOutcome(trial.number, "FAIL", None, 0, 0.0, params)
+    outcome.retry_of = trial.user_attrs.get(names.ATTR_RETRY_OF)
     run_ids: list[str] = []
     interrupted: KeyboardInterrupt | None = None
     try:
         composed = compose_trial(config_name, trial_overrides(plan, params))
-        runner = _SeedRunner(plan, trial, composed, sweep_run_id, study.study_name)
+        runner = SeedRunner(plan, trial, composed, sweep_run_id, study.study_name)
         try:
             value = runner.run(outcome)
         finally:
@@ -146,177 +121,3 @@ def _label(outcome: TrialOutcome, run_ids: list[str]) -> None:
             elif not interrupted and run_id == trial_run and status in ("RUNNING", "FINISHED"):
                 # Finished training but an unusable value (NaN objective): not a success.
                 tracker.terminate(run_id, "FAILED", {names.ERROR: outcome.reason or "failed"})
-
-
-class _SeedRunner:
-    """k training generators advanced together, one report point at a time."""
-
-    def __init__(
-        self,
-        plan: Plan,
-        trial: Trial,
-        composed: Composed,
-        sweep_run_id: str | None,
-        study_name: str,
-    ) -> None:
-        self.plan = plan
-        self.trial = trial
-        self.composed = composed
-        self.sweep_run_id = sweep_run_id
-        self.study_name = study_name
-        self.run_ids: list[str] = []
-
-    def _tags(self, kind: str) -> dict[str, str]:
-        return {
-            names.KIND: kind,
-            names.STUDY: self.study_name,
-            names.TRIAL_NUMBER: str(self.trial.number),
-            names.TRIAL_STATE: "RUNNING",
-        }
-
-    def _name(self) -> str:
-        return trial_run_name(self.trial.number, self.plan.spec.n_trials, self.trial.params)
-
-    def _record_trial_run(self, run_id: str) -> None:
-        self.run_ids.append(run_id)
-        set_system_attr(self.trial.study, self.trial, names.ATTR_RUN_ID, run_id)
-
-    def run(self, outcome: TrialOutcome) -> float:
-        from pg.experiment import execution
-        from pg.record.tracker import tracker_for
-
-        cfg = self.composed.config
-        seed_values = self.plan.seed_list(cfg.seed)
-        k = len(seed_values)
-        tracked = cfg.tracking.enabled
-        trial_run = None
-        if tracked:
-            tracker_for(cfg.tracking)
-        if k == 1:
-            gens = [
-                execution(
-                    cfg,
-                    self.composed.snapshot,
-                    parent_run_id=self.sweep_run_id,
-                    tags=self._tags(names.KIND_TRIAL),
-                    on_start=self._record_trial_run,
-                    run_name=self._name(),
-                )
-            ]
-        else:
-            if tracked:
-                trial_run = self._start_trial_run()
-                outcome.run_id = trial_run.run_id
-            parent = trial_run.run_id if trial_run is not None else None
-            seeds = [with_seed(self.composed, s) for s in seed_values]
-            gens = [
-                execution(
-                    s.config,
-                    s.snapshot,
-                    parent_run_id=parent,
-                    tags={**self._tags(names.KIND_SEED), names.SEED_INDEX: str(i)},
-                    on_start=self.run_ids.append,
-                    run_name=seed_run_name(
-                        self.trial.number, self.plan.spec.n_trials, s.config.seed
-                    ),
-                )
-                for i, s in enumerate(seeds)
-            ]
-        try:
-            value = self._lockstep(gens, outcome, trial_run)
-        except BaseException as exc:
-            if trial_run is not None:
-                from pg.record.writer import Stopped
-
-                ended = Stopped(str(exc), "FINISHED") if isinstance(exc, Pruned) else exc
-                trial_run.__exit__(type(ended), ended, exc.__traceback__)
-            raise
-        if trial_run is not None:
-            from pg.core import metrics as m
-
-            trial_run.log_metrics({m.OBJECTIVE: value}, outcome.steps)
-            trial_run.set_tags({names.STEPS: str(outcome.steps)})
-            trial_run.end("FINISHED")
-        if k == 1 and self.run_ids:
-            outcome.run_id = self.run_ids[0]
-        return value
-
-    def _start_trial_run(self) -> TrackedRun:
-        from pg.experiment import config_params
-        from pg.record.tracker import tracker_for
-
-        cfg = self.composed.config
-        tracker = tracker_for(cfg.tracking)
-        tags = {
-            **self._tags(names.KIND_TRIAL),
-            names.ENV: cfg.env.id,
-            names.ALGO: cfg.algo.name,
-            names.OBJECTIVE: cfg.train.objective,
-            names.SEEDS: ",".join(str(s) for s in self.plan.seed_list(cfg.seed)),
-        }
-        run = tracker.start_run(self._name(), tags, self.sweep_run_id)
-        self._record_trial_run(run.run_id)
-        flat = config_params(cfg)
-        flat.pop("seed", None)
-        run.log_params(flat)
-        run.log_files(self.composed.snapshot.files())
-        return run
-
-    def _lockstep(
-        self,
-        gens: list[Generator[Report, None, Outcome]],
-        outcome: TrialOutcome,
-        trial_run: TrackedRun | None,
-    ) -> float:
-        from pg.core.train import with_suppressed_close
-        from pg.record.writer import Stopped
-
-        objective_name = self.composed.config.train.objective
-        latest = [math.nan] * len(gens)
-        finals: list[Outcome | None] = [None] * len(gens)
-        live = list(range(len(gens)))
-        try:
-            while live:
-                step = 0
-                for i in list(live):
-                    try:
-                        step_i, value = next(gens[i])
-                        latest[i] = value
-                        step = max(step, step_i)
-                    except StopIteration as done:
-                        finals[i] = done.value
-                        latest[i] = done.value.objective
-                        step = max(step, done.value.result.steps)
-                        live.remove(i)
-                outcome.steps = step
-                if not live:
-                    break
-                known = [v for v in latest if not math.isnan(v)]
-                if not known:
-                    continue
-                mean = sum(known) / len(known)
-                if trial_run is not None:
-                    trial_run.log_metrics({objective_name: mean}, step)
-                # Report at the nominal point: runs cross it a few env steps apart, and the
-                # pruner compares trials only at equal steps.
-                every = self.composed.config.train.report_every
-                self.trial.report(mean, max(every, step // every * every))
-                if self.trial.should_prune():
-                    raise Pruned(
-                        f"pruned by {type(self.trial.study.pruner).__name__} at step "
-                        f"{step:,} (mean {objective_name} = {mean:.2f})"
-                    )
-        except BaseException as exc:
-            stop: BaseException = exc
-            if isinstance(exc, Pruned):
-                stop = Stopped(str(exc), "FINISHED")  # pruning is the sweep working
-            elif not isinstance(exc, KeyboardInterrupt):
-                stop = Stopped(f"another seed failed: {type(exc).__name__}: {exc}")
-            for i in live:
-                with contextlib.suppress(BaseException):
-                    with_suppressed_close(gens[i], stop)
-            raise
-        values = [f.objective for f in finals if f is not None]
-        outcome.seed_values = values if len(values) > 1 else []
-        outcome.steps = max((f.result.steps for f in finals if f is not None), default=0)
-        return sum(values) / len(values) if values else math.nan

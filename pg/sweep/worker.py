@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
     import optuna
 
+    from pg.record.tracker import Tracker
     from pg.sweep.spec import Plan
+    from pg.sweep.study import BudgetLock
     from pg.sweep.trial import TrialOutcome
 
 EXIT_OK, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 3, 130
@@ -73,6 +75,7 @@ def failures_exceeded(study: optuna.Study, plan: Plan) -> bool:
     from optuna.trial import TrialState
 
     from pg.record.names import ATTR_REASON as REASON
+    from pg.sweep.study import RERUN_REASONS
 
     spec = plan.spec
     trials = study.get_trials(deepcopy=False)
@@ -80,7 +83,7 @@ def failures_exceeded(study: optuna.Study, plan: Plan) -> bool:
         1
         for t in trials
         if t.state == TrialState.FAIL
-        and not str(t.system_attrs.get(REASON, "")).startswith(("orphaned", "interrupted"))
+        and not str(t.system_attrs.get(REASON, "")).startswith(RERUN_REASONS)
     )
     if spec.n_trials is not None:
         return failed > spec.max_failure_rate * spec.n_trials
@@ -112,6 +115,7 @@ def work(job: Job, plan: Plan, report: Callable[[str], None] = _print_line) -> i
             return EXIT_OK
         if failures_exceeded(study, plan):
             return EXIT_FAILURES
+        _recover(study, plan, lock, job, report)
         trial = reserve(study, lock, plan.spec, plan.space)
         if trial is None:
             return EXIT_OK
@@ -124,6 +128,29 @@ def work(job: Job, plan: Plan, report: Callable[[str], None] = _print_line) -> i
         report(trial_line(outcome, study, plan))
 
 
+def _recover(
+    study: optuna.Study, plan: Plan, lock: BudgetLock, job: Job, report: Callable[[str], None]
+) -> None:
+    """A trial of another worker whose process died: FAIL, and queued to run again here."""
+    from pg.sweep.orphans import fail_orphans, recover
+
+    orphans = fail_orphans(study, plan.spec)
+    if orphans:
+        recover(study, plan.spec, lock, orphans, _tracker(job, plan), report)
+
+
+def _tracker(job: Job, plan: Plan) -> Tracker | None:
+    """This process's MLflow connection, opened from the sweep's config if no trial has."""
+    from pg.record.tracker import open_tracker, tracker_for
+    from pg.sweep.compose import compose_trial
+
+    tracker = open_tracker()
+    if tracker is None:
+        config = compose_trial(job.config_name, plan.base_overrides).config
+        tracker = tracker_for(config.tracking) if config.tracking.enabled else None
+    return tracker
+
+
 def trial_line(outcome: TrialOutcome, study: optuna.Study, plan: Plan) -> str:
     value = "" if outcome.value is None else f" {_fmt(outcome.value)}"
     params = " ".join(f"{k}={_fmt(v)}" for k, v in outcome.params.items())
@@ -131,6 +158,8 @@ def trial_line(outcome: TrialOutcome, study: optuna.Study, plan: Plan) -> str:
     if outcome.seed_values:
         seeds = f" seeds [{', '.join(_fmt(v) for v in outcome.seed_values)}]"
     why = f" ({outcome.reason})" if outcome.state == "FAIL" and outcome.reason else ""
+    if outcome.retry_of is not None:
+        why += f" (retry of trial {outcome.retry_of})"
     best = ""
     try:
         b = study.best_trial

@@ -1,0 +1,100 @@
+"""A trial whose worker process dies runs again with its params, in the same sweep.
+
+The real CLI with two local workers; the test kills worker 1 (a process the sweep
+started) with SIGKILL in the middle of its trial.  Worker 0 notices the dead owner before
+its next trial (or the sweep once every worker has ended), marks the trial FAIL with the
+reason and runs a retry, so the study ends with ``n_trials`` trials that ran to their end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+
+from tests.conftest import FAST, Store
+from tests.test_sweep import assert_agree, runs_of, study
+
+
+def test_a_killed_workers_trial_runs_again_with_its_params(store: Store) -> None:
+    args = [
+        "-m",
+        *FAST,
+        "train.max_steps=10000",
+        "train.target_return=null",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.workers=2",
+        "hydra.sweeper.pruner.name=none",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pg.run", *args],
+        cwd=store.home,
+        env=store.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, stopped by group id below
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        victim, pid = None, 0
+        deadline = time.monotonic() + 180
+        db = store.home / "mlruns" / "optuna.db"
+        while victim is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if not db.exists() or not any("study storage" in line for line in output):
+                continue
+            try:
+                trials = study(store).get_trials()
+            except Exception:  # the schema is being created
+                continue
+            for t in trials:
+                owner = str(t.system_attrs.get("pg.owner", ":0"))
+                worker = int(owner.rsplit(":", 1)[1])
+                started = t.state.name == "RUNNING" and "pg.run_id" in t.system_attrs
+                if started and worker != proc.pid:  # worker 1, not the sweep's own process
+                    victim, pid = t, worker
+        assert victim is not None, "worker 1 ran no trial\n" + "".join(output)
+        os.kill(pid, signal.SIGKILL)
+        code = proc.wait(timeout=400)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        reader.join(5)
+    text = "".join(output)
+    assert code == 0, text[-4000:]
+    assert f"pg: worker 1 was killed (signal {int(signal.SIGKILL)})" in text
+    assert f"trial {victim.number} marked FAIL (orphaned: process" in text
+    assert f"trial {victim.number} queued to run again with the same params (retry 1 of 1)" in text
+
+    st = study(store)
+    trials = st.get_trials()
+    assert len(trials) == 5
+    orphan = trials[victim.number]
+    assert orphan.state.name == "FAIL"
+    assert (
+        orphan.system_attrs["pg.reason"]
+        == f"orphaned: process {victim.system_attrs['pg.owner']} is gone"
+    )
+    (retry,) = [t for t in trials if t.user_attrs.get("pg.retry_of") == victim.number]
+    assert retry.params == victim.params
+    assert retry.state.name == "COMPLETE"
+    assert sorted(t.state.name for t in trials if t.number != victim.number) == ["COMPLETE"] * 4
+    runs = {int(r.data.tags["pg.trial_number"]): r for r in runs_of(store, "trial")}
+    assert runs[victim.number].info.status == "KILLED"
+    assert runs[retry.number].data.tags["pg.retry_of"] == str(victim.number)
+    assert "pg.retry_of" not in runs[victim.number].data.tags
+    assert_agree(store, st)
+    (parent,) = runs_of(store, "sweep")
+    csv = store.client().download_artifacts(parent.info.run_id, "sweep/trials.csv")
+    table = pd.read_csv(csv).set_index("number")
+    assert table.loc[retry.number, "retry_of"] == victim.number
+    assert table.loc[victim.number, "state"] == "FAIL"
