@@ -7,11 +7,7 @@ run exists, so a bad sweep leaves nothing behind but one error message.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +18,7 @@ from pg.record import names
 from pg.record.store import redact
 from pg.sweep.checks import check_definition
 from pg.sweep.spec import Plan, SweepError
-from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job, work
+from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job
 
 if TYPE_CHECKING:
     import optuna
@@ -32,6 +28,7 @@ if TYPE_CHECKING:
     from pg.record.writer import TrackedRun
     from pg.sweep.orphans import Orphan
     from pg.sweep.ray_backend import RayCluster
+    from pg.sweep.validation_stage import ValidationStage
 
 
 def run_from_hydra(settings: dict[str, Any], config: DictConfig, arguments: list[str]) -> float:
@@ -163,26 +160,35 @@ class Sweep:
     def run(self) -> float:
         from pg.sweep.results import best_line, best_trial, configurations_lines, publish
 
-        self._header()
+        validation = self._validation()
+        self._header(validation)
         self._close_orphans()
         self._requeue()
         self.parent = self._parent_run()
         self.job.sweep_run_id = self.parent.run_id if self.parent else None
         status, code = "FINISHED", EXIT_OK
         try:
-            code = self._run_workers()
+            code = self._run_workers(self.job, self.plan, self.study)
+            if code == EXIT_OK and validation is not None:
+                # The search's results first: a long validation should not hide them.
+                publish(self.study, self.plan, self.parent)
+                code = validation.run()
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
         except BaseException:
             status = "FAILED"
             raise
         finally:
+            validating = validation is not None and validation.ran
+            failure = "validation stopped early" if validating else "too many failed trials"
             if code == EXIT_INTERRUPTED:
                 status = "KILLED"
             elif code == EXIT_FAILURES:
                 status = "FAILED"
             try:
                 publish(self.study, self.plan, self.parent)
+                if validation is not None:
+                    validation.publish(self.parent)
             except Exception as exc:  # the trials are in the study whatever happens here
                 _warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
             finally:
@@ -190,7 +196,7 @@ class Sweep:
                     self.cluster.close()
                 if self.parent is not None:
                     if code == EXIT_FAILURES:
-                        self.parent.set_tags({names.ERROR: "too many failed trials"})
+                        self.parent.set_tags({names.ERROR: failure})
                     self.parent.end(status)
         if self.tracker is not None and code != EXIT_INTERRUPTED:
             self._finish_best(self.tracker)
@@ -205,10 +211,12 @@ class Sweep:
                 print(line, flush=True)
         else:
             print(best_line(self.study), flush=True)
+        for line in validation.lines() if validation is not None else []:
+            print(line, flush=True)
         if code == EXIT_FAILURES:
+            rate = f"more than {self.plan.spec.max_failure_rate:.0%} of the trials failed"
             print(
-                f"pg: sweep stopped: more than {self.plan.spec.max_failure_rate:.0%} of "
-                "the trials failed",
+                f"pg: sweep stopped: {f'{failure}; run the same command' if validating else rate}",
                 file=sys.stderr,
             )
             sys.exit(1)
@@ -232,7 +240,19 @@ class Sweep:
         for line in lines:
             print(line, flush=True)
 
-    def _header(self) -> None:
+    def _validation(self) -> ValidationStage | None:
+        """The validation stage of a search that asks for one (``hydra.sweeper.validate``)."""
+        from pg.sweep.validation import enabled
+        from pg.sweep.validation_stage import ValidationStage
+
+        if not enabled(self.plan):
+            return None
+        seeds = self.plan.seed_list(self.base.seed)
+        return ValidationStage(
+            self.study, self.plan, seeds, self.job, self._run_workers, self._label_orphans
+        )
+
+    def _header(self, validation: ValidationStage | None) -> None:
         """First line: which rule applied (grid or search), then where the study lives."""
         spec, the_plan = self.plan.spec, self.plan
         done = len(self.study.get_trials(deepcopy=False))
@@ -253,7 +273,15 @@ class Sweep:
         ]
         if per_trial:
             extras.insert(2, per_trial)
+        if validation is not None:
+            extras.append(validation.describe())
         print(f"pg: {what}; {'; '.join(extras)}", flush=True)
+        if the_plan.mode == "grid" and spec.validate.get("top_k"):
+            print(
+                "pg: hydra.sweeper.validate is not used by a grid: every combination already "
+                "trains on its seeds (see the configurations at the end)",
+                flush=True,
+            )
         print(f"pg: study storage {redact(self.job.storage_url)}", flush=True)
         if self.cluster is not None:
             print(self.cluster.describe(), flush=True)
@@ -267,41 +295,18 @@ class Sweep:
         for number in requeue_cut_short(self.study, lock):
             print(f"pg: trial {number}'s combination queued to run again", flush=True)
 
-    def _run_workers(self) -> int:
-        """This process is worker 0; workers 1..N-1 are processes of their own."""
+    def _run_workers(self, job: Job, plan: Plan, study: optuna.Study) -> int:
+        """This process is worker 0; workers 1..N-1 are processes of their own.
+
+        ``plan`` gives the number of workers and the study they work on (the search's, or
+        its validation's); every worker is handed the search's plan and ``job.stage``.
+        """
         if self.cluster is not None:
-            return self.cluster.run(self.job, self.plan, self.study, self._label_orphans)
-        workers = self.plan.spec.workers
-        if workers == 1:
-            return work(self.job, self.plan)
-        with tempfile.TemporaryDirectory(prefix="pg-sweep-") as tmp:
-            procs = []
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-            for i in range(1, workers):
-                path = Path(tmp) / f"job{i}.json"
-                job = Job(**{**self.job.__dict__, "seed_offset": self.job.seed_offset + 7919 * i})
-                job.save(path)
-                procs.append(
-                    subprocess.Popen([sys.executable, "-m", "pg.sweep.worker", str(path)], env=env)
-                )
-            try:
-                codes = [work(self.job, self.plan)]
-                codes += [p.wait() for p in procs]
-            except KeyboardInterrupt:
-                for p in procs:  # they got the same SIGINT; give them time to clean up
-                    try:
-                        p.wait(timeout=60)
-                    except subprocess.TimeoutExpired:
-                        p.send_signal(signal.SIGKILL)
-                return EXIT_INTERRUPTED
-        if EXIT_INTERRUPTED in codes:
-            return EXIT_INTERRUPTED
-        for i, c in enumerate(codes):
-            if c not in (EXIT_OK, EXIT_FAILURES):
-                print(f"pg: worker {i} exited with status {c}", file=sys.stderr, flush=True)
-        if any(c != EXIT_OK for c in codes):
-            return EXIT_FAILURES
-        return EXIT_OK
+            name = plan.spec.study_name
+            return self.cluster.run(job, plan, study, lambda o: self._label_orphans(o, name))
+        from pg.sweep.local_backend import run_local
+
+        return run_local(job, self.plan, plan.spec.workers)
 
     # -- MLflow ----------------------------------------------------------------
     def _parent_run(self) -> TrackedRun | None:
@@ -318,14 +323,16 @@ class Sweep:
 
         self._label_orphans(fail_orphans(self.study, self.plan.spec))
 
-    def _label_orphans(self, orphans: list[Orphan]) -> None:
+    def _label_orphans(self, orphans: list[Orphan], study_name: str | None = None) -> None:
         """Print the orphans and close their MLflow runs KILLED (FAIL in Optuna is done)."""
+        name = study_name or self.plan.spec.study_name
+        what = "trial" if name == self.plan.spec.study_name else f"trial of study '{name}'"
         for orphan in orphans:
-            print(f"pg: trial {orphan.number} marked FAIL ({orphan.reason})", flush=True)
+            print(f"pg: {what} {orphan.number} marked FAIL ({orphan.reason})", flush=True)
         if not orphans or self.tracker is None:
             return
         for orphan in orphans:
-            for run_id, status in self.tracker.trial_runs(self.plan.spec.study_name, orphan.number):
+            for run_id, status in self.tracker.trial_runs(name, orphan.number):
                 self.tracker.set_tags(run_id, {names.TRIAL_STATE: "FAIL"})
                 if status == "RUNNING":
                     self.tracker.terminate(run_id, "KILLED", {names.STOPPED: orphan.reason})

@@ -311,6 +311,25 @@ def reserve(
     return trial
 
 
+def reserve_queued(study: optuna.Study, lock: BudgetLock, space: dict[str, Any]) -> Trial | None:
+    """Ask the oldest queued (WAITING) trial, never a new one; ``None`` once none is left.
+
+    A validation study holds only queued trials: an ask with none left would sample a
+    fresh configuration.  Under the lock no other pg process pops the trial peeked here,
+    so its own params (those of the space) are the distributions asked for.
+    """
+    from optuna.trial import TrialState
+
+    with lock.held():
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if not waiting:
+            return None
+        fixed = waiting[0].system_attrs.get(QUEUED) or {}
+        trial = study.ask(fixed_distributions={k: space[k] for k in fixed if k in space})
+        set_system_attr(study, trial, OWNER, owner_id())
+    return trial
+
+
 def study_summary_counts(study: optuna.Study) -> dict[str, int]:
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):

@@ -4,7 +4,8 @@ With one seed the trial run is the training run itself.  With k seeds the trial 
 the params (seed aside), the mean objective at every report point and the trial value as
 ``objective``; each seed is a complete training run nested under it (``pg.kind=seed``).
 The pruner sees the seed mean, so pruning works with several seeds, and all seeds stop
-together.
+together.  A validation run (:mod:`pg.sweep.validation`) is a one-seed trial of another
+study with a :class:`Role` of its own: its params, its seed, its kind and name.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ class TrialOutcome:
     seed_values: list[float] = field(default_factory=list)
 
 
+@dataclass
+class Role:
+    """What a trial is for, when it is not a search trial (whose role is the default)."""
+
+    kind: str = names.KIND_TRIAL
+    name: str | None = None  # run name; None: the trial's number and params
+    params: dict[str, Any] | None = None  # None: the trial's own
+    overrides: list[str] = field(default_factory=list)  # after the params (e.g. seed=5)
+    tags: dict[str, str] = field(default_factory=dict)  # added to every run of the trial
+
+
 class Pruned(Exception):  # noqa: N818 - control flow, not an error
     pass
 
@@ -60,17 +72,20 @@ def run_trial(
     plan: Plan,
     config_name: str,
     sweep_run_id: str | None,
+    role: Role | None = None,
 ) -> TrialOutcome:
     """Train, tell Optuna and label the MLflow runs; never raises except on Ctrl-C."""
 
     start = time.perf_counter()
-    params = dict(trial.params)
+    role = role or Role()
+    params = dict(trial.params) if role.params is None else dict(role.params)
     outcome = TrialOutcome(trial.number, "FAIL", None, 0, 0.0, params)
     run_ids: list[str] = []
     interrupted: KeyboardInterrupt | None = None
     try:
-        composed = compose_trial(config_name, trial_overrides(plan, params))
-        runner = _SeedRunner(plan, trial, composed, sweep_run_id, study.study_name)
+        overrides = [*trial_overrides(plan, params), *role.overrides]
+        composed = compose_trial(config_name, overrides)
+        runner = _SeedRunner(plan, trial, composed, sweep_run_id, study.study_name, role)
         try:
             value = runner.run(outcome)
         finally:
@@ -158,8 +173,10 @@ class _SeedRunner:
         composed: Composed,
         sweep_run_id: str | None,
         study_name: str,
+        role: Role,
     ) -> None:
         self.plan = plan
+        self.role = role
         self.trial = trial
         self.composed = composed
         self.sweep_run_id = sweep_run_id
@@ -172,9 +189,12 @@ class _SeedRunner:
             names.STUDY: self.study_name,
             names.TRIAL_NUMBER: str(self.trial.number),
             names.TRIAL_STATE: "RUNNING",
+            **self.role.tags,
         }
 
     def _name(self) -> str:
+        if self.role.name is not None:
+            return self.role.name
         return trial_run_name(self.trial.number, self.plan.spec.n_trials, self.trial.params)
 
     def _record_trial_run(self, run_id: str) -> None:
@@ -198,7 +218,7 @@ class _SeedRunner:
                     cfg,
                     self.composed.snapshot,
                     parent_run_id=self.sweep_run_id,
-                    tags=self._tags(names.KIND_TRIAL),
+                    tags=self._tags(self.role.kind),
                     on_start=self._record_trial_run,
                     run_name=self._name(),
                 )

@@ -39,6 +39,7 @@ class Job:
     deadline: float | None  # time.time() after which no new trial starts
     seed_offset: int = 0
     command: str | None = None  # the sweep's command line, recorded on the worker's runs
+    stage: str = "search"  # search | validation (pg.sweep.validation)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -102,7 +103,10 @@ def work(job: Job, plan: Plan, report: Callable[[str], None] = _print_line) -> i
 
     from pg.sweep.study import BudgetLock, heartbeat, reserve
     from pg.sweep.trial import run_trial
+    from pg.sweep.validation import STAGE, work_validation
 
+    if job.stage == STAGE:
+        return work_validation(job, plan, report)
     # Optuna warns that heartbeats are meant for Study.optimize; ask/tell uses them here.
     warnings.filterwarnings("ignore", message="Heartbeat of storage")
     study = load_study(job, plan)
