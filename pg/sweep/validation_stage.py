@@ -139,8 +139,9 @@ class ValidationStage:
         queued = 0
         with BudgetLock(self.job.storage_url, vstudy.study_name).held():
             taken = {_pair(t) for t in vstudy.get_trials(deepcopy=False) if not _cut_short(t)}
-            for trial in chosen:
-                for seed in self.seeds:
+            # Seed by seed: a validation cut short has every finalist on its first seeds.
+            for seed in self.seeds:
+                for trial in chosen:
                     if (trial.number, seed) in taken:
                         continue
                     vstudy.enqueue_trial(
