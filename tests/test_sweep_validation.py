@@ -326,12 +326,12 @@ def test_validate_defaults_and_auto_grid() -> None:
 
 
 def _search(values: list[float], params: list[dict[str, Any]]) -> optuna.Study:
-    from optuna.distributions import FloatDistribution
+    from optuna.distributions import BaseDistribution, FloatDistribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     st = optuna.create_study(direction="maximize")
     for value, p in zip(values, params, strict=True):
-        dists = {k: FloatDistribution(0, 1) for k in p}
+        dists: dict[str, BaseDistribution] = {k: FloatDistribution(0, 1) for k in p}
         st.add_trial(optuna.trial.create_trial(params=p, distributions=dists, value=value))
     return st
 
