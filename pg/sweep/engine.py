@@ -158,7 +158,7 @@ class Sweep:
 
     # -- running ---------------------------------------------------------------
     def run(self) -> float:
-        from pg.sweep.results import best_line, best_trial, configurations_lines, publish
+        from pg.sweep.results import best_line, best_trial, configurations_lines
 
         validation = self._validation()
         self._header(validation)
@@ -170,8 +170,7 @@ class Sweep:
         try:
             code = self._run_workers(self.job, self.plan, self.study)
             if code == EXIT_OK and validation is not None:
-                # The search's results first: a long validation should not hide them.
-                publish(self.study, self.plan, self.parent)
+                self._publish(None)  # the search's results first: validation takes a while
                 code = validation.run()
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
@@ -186,11 +185,7 @@ class Sweep:
             elif code == EXIT_FAILURES:
                 status = "FAILED"
             try:
-                publish(self.study, self.plan, self.parent)
-                if validation is not None:
-                    validation.publish(self.parent)
-            except Exception as exc:  # the trials are in the study whatever happens here
-                _warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
+                self._publish(validation)
             finally:
                 if self.cluster is not None:
                     self.cluster.close()
@@ -225,6 +220,16 @@ class Sweep:
             sys.exit(130)
         best = best_trial(self.study)
         return float(best.value) if best is not None and best.value is not None else float("nan")
+
+    def _publish(self, validation: ValidationStage | None) -> None:
+        from pg.sweep.results import publish
+
+        try:
+            publish(self.study, self.plan, self.parent)
+            if validation is not None:
+                validation.publish(self.parent)
+        except Exception as exc:  # the trials are in the study whatever happens here
+            _warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
 
     def _finish_best(self, tracker: Tracker) -> None:
         """The best trial's GIF and registration; a failure here does not undo the sweep."""
