@@ -23,7 +23,7 @@ import pytest
 from pg.sweep.results import mean_std_ci
 from pg.sweep.spec import SweepError, build_spec
 from pg.sweep.validation import validation_seeds
-from pg.sweep.validation_stage import top_configurations, validation_table, winner
+from pg.sweep.validation_table import top_configurations, validation_table, winner
 from tests.conftest import Store, run_module
 from tests.test_bad_input import assert_refused
 from tests.test_sweep import TINY, ok, runs_of, study

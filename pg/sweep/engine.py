@@ -178,8 +178,8 @@ class Sweep:
             status = "FAILED"
             raise
         finally:
-            validating = validation is not None and validation.ran
-            failure = "validation stopped early" if validating else "too many failed trials"
+            stage_failure = validation.failure if validation is not None else None
+            failure = stage_failure or "too many failed trials"
             if code == EXIT_INTERRUPTED:
                 status = "KILLED"
             elif code == EXIT_FAILURES:
@@ -211,7 +211,7 @@ class Sweep:
         if code == EXIT_FAILURES:
             rate = f"more than {self.plan.spec.max_failure_rate:.0%} of the trials failed"
             print(
-                f"pg: sweep stopped: {f'{failure}; run the same command' if validating else rate}",
+                f"pg: sweep stopped: {f'{failure}; see above' if stage_failure else rate}",
                 file=sys.stderr,
             )
             sys.exit(1)

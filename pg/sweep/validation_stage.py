@@ -9,14 +9,20 @@ Run again after an interruption, it queues only the pairs that have no finished 
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from dataclasses import asdict, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pg.record import names
 from pg.sweep import validation as v
+from pg.sweep.validation_table import (
+    console_lines,
+    cut_short,
+    pair_of,
+    top_configurations,
+    validation_table,
+    winner,
+)
 from pg.sweep.worker import EXIT_FAILURES, EXIT_OK, Job
 
 if TYPE_CHECKING:
@@ -51,6 +57,7 @@ class ValidationStage:
         self.table: pd.DataFrame | None = None
         self.complete = False  # every pair has a finished trial: the table is final
         self.ran = False  # this invocation trained validation runs (or tried to)
+        self.failure: str | None = None  # why the stage ended with EXIT_FAILURES
 
     def describe(self) -> str:
         seeds = ",".join(map(str, self.seeds))
@@ -58,7 +65,7 @@ class ValidationStage:
 
     def run(self) -> int:
         """The stage; an exit code like the search's (interrupted, failed, ok)."""
-        import optuna
+        from optuna.trial import TrialState
 
         spec = self.plan.spec
         if not _search_spent(self.study, self.plan):
@@ -78,6 +85,7 @@ class ValidationStage:
         vplan = v.validation_plan(self.plan)
         vstudy = self._open(vplan)
         if vstudy is None:
+            self.failure = "validation study name taken"
             return EXIT_FAILURES
         vname = vplan.spec.study_name
 
@@ -86,27 +94,46 @@ class ValidationStage:
 
         from pg.sweep.orphans import fail_orphans
 
-        on_orphans(fail_orphans(vstudy, spec))
-        queued = self._queue(vstudy, chosen)
-        waiting = len(vstudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+        code = EXIT_OK
+        # A pair cut short while this command runs (a worker process or Ray node died) is
+        # queued once more right away; anything left after that waits for a re-run.
+        for attempt in range(2):
+            on_orphans(fail_orphans(vstudy, spec))
+            queued = self._queue(vstudy, chosen)
+            waiting = len(vstudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            if attempt == 0:
+                self._announce(chosen, queued, waiting, vname)
+            if waiting:
+                self.ran = True
+                job = Job(**{**asdict(self.job), "stage": v.STAGE, "deadline": None})
+                workers = replace(vplan.spec, workers=min(spec.workers, waiting))
+                code = self.run_workers(job, replace(vplan, spec=workers), vstudy)
+            if code == EXIT_FAILURES:
+                self.failure = "validation stopped early"
+                print(
+                    "pg: a validation worker ended abnormally; run the same command to finish",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if code != EXIT_OK:
+                break
+            v.wait_for_running(vstudy, spec, on_orphans, "validation run(s)")
+            self.table, self.complete = validation_table(self.study, vstudy, chosen, self.seeds)
+            if self.complete:
+                break
+        return code
+
+    def _announce(
+        self, chosen: list[FrozenTrial], queued: int, waiting: int, study_name: str
+    ) -> None:
         pairs = len(chosen) * len(self.seeds)
         numbers = ", ".join(str(t.number) for t in chosen)
         print(
             f"pg: validation: trial(s) {numbers} (top {len(chosen)} by search value) on fresh "
             f"seeds {','.join(map(str, self.seeds))}: {pairs} runs, {pairs - waiting} done or "
-            f"running elsewhere{f', {queued} queued' if queued else ''}; study '{vname}'",
+            f"running elsewhere{f', {queued} queued' if queued else ''}; study '{study_name}'",
             flush=True,
         )
-        code = EXIT_OK
-        if waiting:
-            self.ran = True
-            job = Job(**{**asdict(self.job), "stage": v.STAGE, "deadline": None})
-            workers = replace(vplan.spec, workers=min(spec.workers, waiting))
-            code = self.run_workers(job, replace(vplan, spec=workers), vstudy)
-        if code == EXIT_OK:
-            v.wait_for_running(vstudy, spec, on_orphans, "validation run(s)")
-        self.table, self.complete = validation_table(self.study, vstudy, chosen, self.seeds)
-        return code
 
     def _open(self, vplan: Plan) -> optuna.Study | None:
         import optuna
@@ -138,7 +165,7 @@ class ValidationStage:
 
         queued = 0
         with BudgetLock(self.job.storage_url, vstudy.study_name).held():
-            taken = {_pair(t) for t in vstudy.get_trials(deepcopy=False) if not _cut_short(t)}
+            taken = {pair_of(t) for t in vstudy.get_trials(deepcopy=False) if not cut_short(t)}
             # Seed by seed: a validation cut short has every finalist on its first seeds.
             for seed in self.seeds:
                 for trial in chosen:
@@ -177,37 +204,9 @@ class ValidationStage:
         search's (and whether they differ)."""
         if self.table is None:
             return []
-        seeds = ",".join(map(str, self.seeds))
-        if not self.complete:
-            return [f"pg: validation incomplete on seeds {seeds}; run the same command to finish"]
-        out = [f"pg: validation on fresh seeds {seeds} (mean ± 95% CI, best first):"]
-        for row in self.table.to_dict("records"):
-            params = " ".join(
-                f"{k[len('params.') :]}={_fmt(x)}" for k, x in row.items() if k[:7] == "params."
-            )
-            failed = f", {row['n_failed']} failed" if row["n_failed"] else ""
-            out.append(
-                f"pg:   trial {row['trial']}: {_mean_text(row)} (n={row['n_seeds']}{failed}; "
-                f"search value {_fmt(row['search_value'])})  {params}"
-            )
-        best = winner(self.table)
         search_best = top_configurations(self.study, 1)
-        if best is None:
-            out.append("pg: validated best: none (no configuration completed every seed)")
-        elif search_best and search_best[0].number != best["trial"]:
-            other = self.table[self.table["trial"] == search_best[0].number]
-            theirs = f" ({_mean_text(other.iloc[0].to_dict())})" if len(other) else ""
-            out.append(
-                f"pg: validated best: trial {best['trial']} ({_mean_text(best)}): NOT the "
-                f"search's best, trial {search_best[0].number}{theirs}; prefer trial "
-                f"{best['trial']}"
-            )
-        else:
-            out.append(
-                f"pg: validated best: trial {best['trial']} ({_mean_text(best)}), the same "
-                "configuration as the search's best"
-            )
-        return out
+        best = search_best[0].number if search_best else None
+        return console_lines(self.table, self.complete, self.seeds, best)
 
 
 def _search_spent(study: optuna.Study, plan: Plan) -> bool:
@@ -217,125 +216,3 @@ def _search_spent(study: optuna.Study, plan: Plan) -> bool:
 
     limit = budget(study, plan.spec)
     return limit is None or n_trials_in(study) >= limit
-
-
-def _pair(trial: FrozenTrial) -> tuple[int, int]:
-    attrs = trial.user_attrs
-    return int(attrs.get(names.ATTR_VALIDATES, -1)), int(attrs.get(names.ATTR_VALIDATION_SEED, -1))
-
-
-def _cut_short(trial: FrozenTrial) -> bool:
-    from optuna.trial import TrialState
-
-    from pg.sweep.study import RERUN_REASONS
-
-    reason = str(trial.system_attrs.get(names.ATTR_REASON, ""))
-    return trial.state == TrialState.FAIL and reason.startswith(RERUN_REASONS)
-
-
-def top_configurations(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """The ``k`` best COMPLETE trials by value (ties: the earlier trial), one per distinct
-    set of params: a sampler that proposes a configuration twice gets it validated once."""
-    from optuna.study import StudyDirection
-    from optuna.trial import TrialState
-
-    sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and not math.isnan(t.value)
-    ]
-    complete.sort(key=lambda t: (sign * float(t.value or 0.0), t.number))
-    chosen: list[FrozenTrial] = []
-    seen: set[str] = set()
-    for trial in complete:
-        key = json.dumps(trial.params, sort_keys=True, default=str)
-        if key not in seen:
-            seen.add(key)
-            chosen.append(trial)
-        if len(chosen) == k:
-            break
-    return chosen
-
-
-def validation_table(
-    study: optuna.Study, vstudy: optuna.Study, chosen: list[FrozenTrial], seeds: list[int]
-) -> tuple[pd.DataFrame, bool]:
-    """One row per validated configuration, best validated mean first; and whether every
-    (configuration, seed) pair has finished.
-
-    ``mean``, ``std`` (sample), ``ci95`` (half-width of the 95 % Student-t interval),
-    ``ci_low``/``ci_high`` are over the seeds that completed; ``n_failed`` counts seeds
-    whose training failed by itself (an error, a NaN loss).  Configurations that completed
-    every seed rank before the others (see :func:`winner`).
-    """
-    import pandas as pd
-    from optuna.study import StudyDirection
-    from optuna.trial import TrialState
-
-    from pg.sweep.results import mean_std_ci
-
-    by_pair: dict[tuple[int, int], list[FrozenTrial]] = {}
-    for t in vstudy.get_trials(deepcopy=False):
-        by_pair.setdefault(_pair(t), []).append(t)
-    complete = True
-    rows = []
-    for trial in chosen:
-        values, used, run_ids, failed = [], [], [], 0
-        for seed in seeds:
-            trials = [t for t in by_pair.get((trial.number, seed), []) if not _cut_short(t)]
-            done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-            if done:
-                values.append(float(done[0].value or 0.0))
-                used.append(seed)
-                run_ids.append(str(done[0].user_attrs.get(names.ATTR_MLFLOW_RUN, "")))
-            elif any(t.state.is_finished() for t in trials):
-                failed += 1
-            else:
-                complete = False
-        mean, std, half = mean_std_ci(values)
-        rows.append(
-            {
-                "trial": trial.number,
-                **{f"params.{k}": p for k, p in trial.params.items()},
-                "search_value": trial.value,
-                "mean": mean,
-                "std": std,
-                "ci95": half,
-                "ci_low": mean - half,
-                "ci_high": mean + half,
-                "n_seeds": len(values),
-                "n_failed": failed,
-                "seeds": " ".join(map(str, used)),
-                "values": " ".join(repr(x) for x in values),
-                "run_ids": " ".join(run_ids),
-            }
-        )
-    table = pd.DataFrame(rows)
-    maximize = study.direction == StudyDirection.MAXIMIZE
-    table["_whole"] = table["n_failed"] == 0
-    table = table.sort_values(
-        ["_whole", "mean"], ascending=[False, not maximize], na_position="last", kind="stable"
-    )
-    return table.drop(columns="_whole").reset_index(drop=True), complete
-
-
-def winner(table: pd.DataFrame) -> dict[str, Any] | None:
-    """The best validated mean among configurations that completed every seed; a finalist
-    that diverged on a fresh seed is not a winner to trust."""
-    whole = table[(table["n_failed"] == 0) & table["mean"].notna()]
-    return None if whole.empty else dict(whole.iloc[0].to_dict())
-
-
-def _mean_text(row: dict[str, Any]) -> str:
-    if math.isnan(row["mean"]):
-        return "no seed completed"
-    if math.isnan(row["ci95"]):
-        return f"{row['mean']:.4g}"
-    return f"{row['mean']:.4g} ± {row['ci95']:.3g}"
-
-
-def _fmt(value: Any) -> str:
-    from pg.sweep.worker import _fmt as fmt
-
-    return fmt(value)
