@@ -102,6 +102,12 @@ def _run(args: argparse.Namespace) -> int:
         for note in report.notes:
             say(f"note: {note}")
         print(rp.markdown_table(rp.display_table(report.tables[rp.SUMMARY_CSV]).head(args.top)))
+        validated = report.tables.get("validation.csv")
+        if validated is not None:
+            from analysis.validation import HIDDEN
+
+            print("Validation on fresh seeds (best first):")
+            print(rp.markdown_table(validated.drop(columns=[c for c in HIDDEN if c in validated])))
         if args.log:
             rp.attach(reader, args.sweep, folder)
             say(f"attached the report to run {args.sweep} under report/")

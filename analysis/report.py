@@ -183,6 +183,9 @@ def build_report(
         )
     )
 
+    if parent is not None:
+        _validation_section(report, reader, parent, frame)
+
     t1 = time.perf_counter()
     shown_top = min(top, int(table["mean"].notna().sum()))
     fig, _, _ = curves_section(
@@ -202,6 +205,22 @@ def build_report(
         _sweep_sections(report, study_data, source.label)
     facts["seconds"] = round(time.perf_counter() - t0, 2)
     return report
+
+
+def _validation_section(report: Report, reader: Reader, parent: Any, frame: pd.DataFrame) -> None:
+    """The sweep's table of its best configurations on fresh seeds, when it has one."""
+    from analysis import validation as val
+
+    found = val.load_validation(reader, parent, frame)
+    report.notes.extend(found.notes)
+    report.facts.update(found.facts)
+    if found.table is None:
+        return
+    report.tables[val.VALIDATION_CSV] = found.table
+    report.texts[SUMMARY_MD] += "\n## Validation on fresh seeds\n\n" + markdown_table(found.shown())
+    report.sections.append(
+        Section("Validation on fresh seeds", table=found.shown(), text=val.section_text(found))
+    )
 
 
 def _sweep_sections(report: Report, data: Any, label: str) -> None:

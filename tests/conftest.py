@@ -50,6 +50,9 @@ FAST = [
     "train.log_every=500",
     "train.report_every=1000",
 ]
+# A search without the validation stage (the default sweep file turns it on): for tests
+# about something else, so they do not pay for six more trainings.
+NO_VALIDATION = ["hydra.sweeper.validate.top_k=0"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -295,9 +295,20 @@ def test_report_of_a_sweep_made_by_the_sweeper(built: dict[str, Any], tmp_path: 
     assert report.facts["metric"] == METRIC  # the sweep's recorded objective
     c = client(built)
     exp = c.get_run(sweep).info.experiment_id
-    trials = c.search_runs([exp], f"tags.mlflow.parentRunId = '{sweep}'")
+    children = c.search_runs([exp], f"tags.mlflow.parentRunId = '{sweep}'")
+    trials = [t for t in children if t.data.tags["pg.kind"] == "trial"]
     states = [t.data.tags["pg.trial_state"] for t in trials]
     assert len(trials) == 3
+    # The default sweep validated its top 2 on 3 fresh seeds: the report shows that table.
+    validation = [t for t in children if t.data.tags["pg.kind"] == "validation"]
+    assert len(validation) == 6
+    table = report.tables["validation.csv"]
+    assert len(table) == 2
+    for row in table.to_dict("records"):
+        mine = [r for r in validation if r.data.tags["pg.validated_trial"] == str(row["trial"])]
+        values = [r.data.metrics["objective"] for r in mine]
+        assert row["mean"] == pytest.approx(statistics.fmean(values))
+    assert any(s.title == "Validation on fresh seeds" for s in report.sections)
     bars = report.figures[STATES_PNG].axes[0].patches
     expected = [states.count(s) for s in ("COMPLETE", "PRUNED", "FAIL")]
     assert [b.get_height() for b in bars] == expected  # type: ignore[attr-defined]

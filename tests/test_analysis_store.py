@@ -63,7 +63,7 @@ def build_sweep(home: Path, experiment: str, study_name: str, *args: str) -> Swe
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from tests.conftest import FAST, Store, run_module
+    from tests.conftest import FAST, NO_VALIDATION, Store, run_module
 
     storage = f"sqlite:///{home / (study_name + '.db')}"
     done = run_module(
@@ -75,6 +75,7 @@ def build_sweep(home: Path, experiment: str, study_name: str, *args: str) -> Swe
             "hydra.sweeper.sampler.name=random",
             "hydra.sweeper.sampler.seed=3",
             *FAST,
+            *NO_VALIDATION,
             "train.progress=false",
             f"tracking.experiment={experiment}",
             *args,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Store, run_module
+from tests.conftest import NO_VALIDATION, ROOT, Store, run_module
 
 # The default config but a short budget.  Deliberately not FAST: it sets train.eval_every,
 # and the point of the first test is that every other key keeps its default.
@@ -203,6 +203,7 @@ def test_a_search_runs_every_trial_on_the_seed_list(store: Store) -> None:
                 "hydra.sweeper.n_trials=2",
                 "hydra.sweeper.pruner.name=none",
                 *SHORT,
+                *NO_VALIDATION,
             ],
             store,
         )

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pg.compare import MetricDiff, compare_histories, diff_history, lock_diff
-from tests.conftest import FAST, Store, run_module
+from tests.conftest import FAST, NO_VALIDATION, Store, run_module
 
 ARGS = [*FAST, "train.progress=false"]
 
@@ -211,7 +211,7 @@ def snapshot_of(cfg: Any) -> Any:
     return Snapshot.from_config(cfg, [f"seed={cfg.seed}"])
 
 
-SWEEP = ["-m", *ARGS, "train.report_every=500", "hydra.sweeper.pruner.name=none"]
+SWEEP = ["-m", *ARGS, "train.report_every=500", "hydra.sweeper.pruner.name=none", *NO_VALIDATION]
 
 
 def test_multi_seed_sweep_trial_is_reproduced_seed_by_seed(shared: Store) -> None:

@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import (
     FAST,
+    NO_VALIDATION,
     ROOT,
     Store,
     run_module,
@@ -138,6 +139,7 @@ def sweep_through_server(
             "hydra.sweeper.workers=2",
             "hydra.sweeper.pruner.name=none",
             *FAST,
+            *NO_VALIDATION,
         ],
         store,
         timeout=300,

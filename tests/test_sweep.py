@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST, Store, run_module
+from tests.conftest import FAST, NO_VALIDATION, Store, run_module
 
 # One report per 500 steps of a 2,000-step budget: four chances to prune.
 TINY = [*FAST, "train.max_steps=2000", "train.report_every=500"]
@@ -20,7 +20,7 @@ PRUNE_NOW = ["hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_
 
 
 def sweep(store: Store, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return run_module("pg.run", ["-m", *TINY, *args], store, timeout=timeout)
+    return run_module("pg.run", ["-m", *TINY, *NO_VALIDATION, *args], store, timeout=timeout)
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> str:
@@ -198,6 +198,7 @@ def test_kill_9_then_resume_keeps_exactly_n_trials(store: Store) -> None:
     args = [
         "-m",
         *TINY,
+        *NO_VALIDATION,
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.pruner.name=none",
         "train.max_steps=60000",

@@ -108,7 +108,8 @@ def test_a_grid_study_reruns_only_combinations_cut_short(tmp_path: Path) -> None
 
     from pg.record.names import ATTR_REASON
     from pg.sweep.factories import make_sampler
-    from pg.sweep.study import BudgetLock, budget, open_storage, reserve, retry_cut_short
+    from pg.sweep.retries import budget, retry_cut_short
+    from pg.sweep.study import BudgetLock, open_storage, reserve
 
     url = f"sqlite:///{tmp_path / 'g.db'}"
     spec = SweepSpec(mode="grid", sampler={"name": "grid"}, study_name="g", n_trials=3)

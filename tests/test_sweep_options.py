@@ -133,14 +133,8 @@ def test_retries_replace_trials_cut_short_up_to_max_retries(tmp_path: Path) -> N
     a result.  The budget grows by one per retry queued."""
     from optuna.distributions import FloatDistribution
 
-    from pg.sweep.study import (
-        BudgetLock,
-        budget,
-        n_trials_in,
-        open_storage,
-        reserve,
-        retry_cut_short,
-    )
+    from pg.sweep.retries import budget, retry_cut_short
+    from pg.sweep.study import BudgetLock, n_trials_in, open_storage, reserve
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     spec = SweepSpec(study_name="r", n_trials=3, max_retries=1)

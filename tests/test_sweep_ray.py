@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests import test_server
-from tests.conftest import Store, run_module
+from tests.conftest import NO_VALIDATION, Store, run_module
 from tests.test_server import MlflowServer, free_port
 from tests.test_sweep import TINY, assert_agree, ok, runs_of, study
 
@@ -274,6 +274,9 @@ def test_ray_sweep_postgres_and_server_exact_trials_nested_and_pruned(
         "hydra.sweeper.pruner.n_startup_trials=1",
         "hydra.sweeper.pruner.n_warmup_steps=0",
         "env.max_episode_steps=500,10",
+        # The validation stage runs on the same Ray workers: the best trial on 2 fresh seeds.
+        "hydra.sweeper.validate.top_k=1",
+        "hydra.sweeper.validate.seeds=2",
         address=ray_head.address,
         temp_dir=ray_head.temp_dir,
     )
@@ -314,8 +317,15 @@ def test_ray_sweep_postgres_and_server_exact_trials_nested_and_pruned(
         assert run.data.params["tracking.uri"] == server.url
     assert parent.info.status == "FINISHED"
     names = {f.path for f in client.list_artifacts(parent.info.run_id, "sweep")}
-    assert {"sweep/trials.csv", "sweep/best_params.yaml"} <= names
+    assert {"sweep/trials.csv", "sweep/best_params.yaml", "sweep/validation.csv"} <= names
     assert parent.data.tags["pg.best_trial"] == str(st.best_trial.number)
+    validation = [r for r in runs if r.data.tags.get("pg.kind") == "validation"]
+    assert sorted(r.data.tags["pg.seed"] for r in validation) == ["1", "2"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in validation} == {parent.info.run_id}
+    assert parent.data.tags["pg.validated_best_trial"] == str(st.best_trial.number)
+    vst = optuna.load_study(study_name="cluster.validation", storage=study_url)
+    v_owners = {t.system_attrs["pg.owner"] for t in vst.get_trials()}
+    assert v_owners and not any(o.endswith(f":{os.getpid()}") for o in v_owners)
 
     # The passwords reached neither the console, MLflow, Ray's job table nor its files.
     for secret in (SECRET_DB, SECRET_HTTP):
@@ -347,6 +357,7 @@ def test_killed_ray_worker_fails_its_trial_and_the_sweep_goes_on(
             "pg.run",
             "-m",
             *TINY,
+            *NO_VALIDATION,
             "hydra.sweeper.backend=ray",
             "hydra.sweeper.workers=2",
             "hydra.sweeper.n_trials=4",
@@ -426,6 +437,7 @@ def test_without_address_a_local_instance_runs_the_sweep_and_is_shut_down(
         "hydra.sweeper.workers=2",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.pruner.name=none",
+        *NO_VALIDATION,
         address=None,
         temp_dir=ray_temp,
         RAY_TMPDIR=ray_temp,
@@ -564,6 +576,7 @@ def test_ctrl_c_cancels_ray_workers_and_the_same_command_resumes(
     args = [
         "-m",
         *TINY,
+        *NO_VALIDATION,
         "hydra.sweeper.backend=ray",
         "hydra.sweeper.workers=2",
         "hydra.sweeper.n_trials=4",

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST, Store, run_module
+from tests.conftest import FAST, NO_VALIDATION, Store, run_module
 
-TINY = [*FAST, "train.max_steps=2000", "train.report_every=500"]
+TINY = [*FAST, "train.max_steps=2000", "train.report_every=500", *NO_VALIDATION]
 # Random draws 500, 500, then 10, 10, 10: two complete trials, then three pruned.
 PRUNING = [
     "hydra.sweeper.n_trials=5",

@@ -21,6 +21,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 from pg.sweep.mode import RULE
+from pg.sweep.spec import VALIDATE_DEFAULTS
 
 DEFAULT_SWEEP = "cartpole_reinforce"
 
@@ -34,6 +35,8 @@ ConfigStore.instance().store(
         "_target_": "hydra_plugins.pg_sweeper.pg_sweeper.PgSweeper",
         "mode": "auto",
         "rule": RULE,  # shown by --cfg hydra; not a setting
+        # In every sweep file, so hydra.sweeper.validate.top_k=2 needs no "+".
+        "validate": dict(VALIDATE_DEFAULTS),
     },
     provider="pg",
 )

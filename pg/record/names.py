@@ -13,6 +13,7 @@ KIND_RUN = "run"  # a single training run (pg.run, pg.reproduce)
 KIND_SWEEP = "sweep"  # the parent run of a sweep
 KIND_TRIAL = "trial"  # one trial: the training run itself, or the parent of its seeds
 KIND_SEED = "seed"  # one seed of a multi-seed trial
+KIND_VALIDATION = "validation"  # one of the best configurations trained on a fresh seed
 
 # -- tags -------------------------------------------------------------------------------
 TAG_PREFIX = "pg."
@@ -57,6 +58,10 @@ VIDEO_STEPS = "pg.video_steps"  # env steps of the episode in POLICY_GIF (frames
 VIDEO_RETURN = "pg.video_return"
 VIDEO_SECONDS = "pg.video_seconds"  # rendering + encoding time, after training
 MODEL_ID = "pg.model_id"  # on a registered version: the LoggedModel it points to
+VALIDATED_TRIAL = "pg.validated_trial"  # a validation run: the search trial it re-trains
+VALIDATED_BEST_TRIAL = "pg.validated_best_trial"  # a sweep's parent run, after validation
+VALIDATED_BEST_VALUE = "pg.validated_best_value"  # its mean over the validation seeds
+VALIDATED_BEST_RUN_IDS = "pg.validated_best_run_ids"  # its validation runs, space-separated
 N_TRIALS_DONE = "pg.n_trials_done"
 N_STATE_PREFIX = "pg.n_"  # pg.n_complete, pg.n_pruned, pg.n_fail, ...
 
@@ -97,6 +102,7 @@ BEST_YAML = "sweep/best_params.yaml"
 HISTORY_PNG = "sweep/optimization_history.png"
 IMPORTANCE_PNG = "sweep/param_importance.png"
 CONFIGURATIONS_CSV = "sweep/configurations.csv"  # a grid: each configuration over its seeds
+VALIDATION_CSV = "sweep/validation.csv"  # a search: its best configurations on fresh seeds
 
 # -- metrics the record adds to the training's own (pg.core.metrics) -------------------
 BEST_VALUE_METRIC = "best_value"  # on a sweep's parent run
@@ -113,3 +119,10 @@ ATTR_ENV_STEPS = "env_steps"  # trial user attr
 ATTR_SEED_VALUES = "seed_values"  # trial user attr: one final objective per seed
 ATTR_RETRY_OF = "pg.retry_of"  # trial user attr: the cut-short trial this one re-runs
 ATTR_RETRIES = "pg.retries"  # trial user attr: orphaned attempts before this one (its chain)
+# The validation stage: a study of its own beside the search's, ``<study>.validation``,
+# with one queued trial per (configuration, fresh seed).
+VALIDATION_STUDY_SUFFIX = ".validation"
+MODE_VALIDATION = "validation"  # its ATTR_MODE
+ATTR_VALIDATES = "pg.validates"  # validation trial user attr: the search trial number
+ATTR_VALIDATION_SEED = "pg.validation_seed"  # validation trial user attr: its seed
+ATTR_VALIDATION_PARAMS = "pg.validation_params"  # validation trial user attr: the params

@@ -7,11 +7,7 @@ run exists, so a bad sweep leaves nothing behind but one error message.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +18,7 @@ from pg.record import names
 from pg.record.store import redact
 from pg.sweep.checks import check_definition
 from pg.sweep.spec import Plan, SweepError
-from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job, work
+from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job
 
 if TYPE_CHECKING:
     import optuna
@@ -32,6 +28,7 @@ if TYPE_CHECKING:
     from pg.record.writer import TrackedRun
     from pg.sweep.orphans import Orphan
     from pg.sweep.ray_backend import RayCluster
+    from pg.sweep.validation_stage import ValidationStage
 
 
 def run_from_hydra(settings: dict[str, Any], config: DictConfig, arguments: list[str]) -> float:
@@ -161,37 +158,41 @@ class Sweep:
 
     # -- running ---------------------------------------------------------------
     def run(self) -> float:
-        from pg.sweep.results import best_line, best_trial, configurations_lines, publish
+        from pg.sweep.results import best_line, best_trial, configurations_lines
 
-        self._header()
+        validation = self._validation()
+        self._header(validation)
         self._recover()
         self.parent = self._parent_run()
         self.job.sweep_run_id = self.parent.run_id if self.parent else None
         status, code = "FINISHED", EXIT_OK
         try:
-            code = self._run_workers()
+            code = self._run_workers(self.job, self.plan, self.study)
             if code == EXIT_OK:
                 code = self._drain()
+            if code == EXIT_OK and validation is not None:
+                self._publish(None)  # the search's results first: validation takes a while
+                code = validation.run()
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
         except BaseException:
             status = "FAILED"
             raise
         finally:
+            stage_failure = validation.failure if validation is not None else None
+            failure = stage_failure or "too many failed trials"
             if code == EXIT_INTERRUPTED:
                 status = "KILLED"
             elif code == EXIT_FAILURES:
                 status = "FAILED"
             try:
-                publish(self.study, self.plan, self.parent)
-            except Exception as exc:  # the trials are in the study whatever happens here
-                _warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
+                self._publish(validation)
             finally:
                 if self.cluster is not None:
                     self.cluster.close()
                 if self.parent is not None:
                     if code == EXIT_FAILURES:
-                        self.parent.set_tags({names.ERROR: "too many failed trials"})
+                        self.parent.set_tags({names.ERROR: failure})
                     self.parent.end(status)
         if self.tracker is not None and code != EXIT_INTERRUPTED:
             self._finish_best(self.tracker)
@@ -206,10 +207,12 @@ class Sweep:
                 print(line, flush=True)
         else:
             print(best_line(self.study), flush=True)
+        for line in validation.lines() if validation is not None else []:
+            print(line, flush=True)
         if code == EXIT_FAILURES:
+            rate = f"more than {self.plan.spec.max_failure_rate:.0%} of the trials failed"
             print(
-                f"pg: sweep stopped: more than {self.plan.spec.max_failure_rate:.0%} of "
-                "the trials failed",
+                f"pg: sweep stopped: {f'{failure}; see above' if stage_failure else rate}",
                 file=sys.stderr,
             )
             sys.exit(1)
@@ -218,6 +221,16 @@ class Sweep:
             sys.exit(130)
         best = best_trial(self.study)
         return float(best.value) if best is not None and best.value is not None else float("nan")
+
+    def _publish(self, validation: ValidationStage | None) -> None:
+        from pg.sweep.results import publish
+
+        try:
+            publish(self.study, self.plan, self.parent)
+            if validation is not None:
+                validation.publish(self.parent)
+        except Exception as exc:  # the trials are in the study whatever happens here
+            _warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
 
     def _finish_best(self, tracker: Tracker) -> None:
         """The best trial's GIF and registration; a failure here does not undo the sweep."""
@@ -233,34 +246,26 @@ class Sweep:
         for line in lines:
             print(line, flush=True)
 
-    def _header(self) -> None:
-        """First line: which rule applied (grid or search), then where the study lives."""
-        from pg.sweep.factories import describe, per_seed, wilcoxon_note
+    def _validation(self) -> ValidationStage | None:
+        """The validation stage of a search that asks for one (``hydra.sweeper.validate``)."""
+        from pg.sweep.validation import enabled
+        from pg.sweep.validation_stage import ValidationStage
 
-        spec, the_plan = self.plan.spec, self.plan
+        if not enabled(self.plan):
+            return None
+        seeds = self.plan.seed_list(self.base.seed)
+        return ValidationStage(
+            self.study, self.plan, seeds, self.job, self._run_workers, self._label_orphans
+        )
+
+    def _header(self, validation: ValidationStage | None) -> None:
+        """First line: which rule applied (grid or search), then where the study lives."""
+        from pg.sweep.header import header_lines
+
         done = len(self.study.get_trials(deepcopy=False))
-        timeout = f", timeout {spec.timeout:g} s" if spec.timeout is not None else ""
-        seeds = the_plan.seed_list(self.base.seed)
-        per_trial = f"seeds {','.join(map(str, seeds))} per trial" if len(seeds) > 1 else ""
-        if the_plan.mode == "grid":
-            axes = " x ".join(f"{k} ({len(v)})" for k, v in the_plan.grid.items())
-            what = f"grid of {the_plan.n_combinations} combinations: {axes}"
-        else:
-            budget = f"{spec.n_trials} trials" if spec.n_trials is not None else "no trial limit"
-            sampler = describe("sampler", spec)
-            what = f"search: {budget}, {sampler} over {', '.join(the_plan.space)}"
-        extras = [
-            f"study '{spec.study_name}' ({done} already in it){timeout}",
-            f"{spec.workers} worker(s)",
-            f"pruner {describe('pruner', spec)}",
-        ]
-        if per_trial:
-            one_by_one = " (one after another)" if per_seed(spec) else ""
-            extras.insert(2, per_trial + one_by_one)
-        print(f"pg: {what}; {'; '.join(extras)}", flush=True)
-        note = wilcoxon_note(spec, len(seeds)) if per_seed(spec) else None
-        if note:
-            print(f"pg: note: {note}", flush=True)
+        described = validation.describe() if validation is not None else None
+        for line in header_lines(self.plan, done, self.base.seed, described):
+            print(line, flush=True)
         print(f"pg: study storage {redact(self.job.storage_url)}", flush=True)
         if self.cluster is not None:
             print(self.cluster.describe(), flush=True)
@@ -286,46 +291,21 @@ class Sweep:
             if not waiting or (before is not None and waiting >= before):
                 break  # nothing queued, or the workers would not take it (deadline)
             before = waiting
-            code = self._run_workers()
+            code = self._run_workers(self.job, self.plan, self.study)
         return code
 
-    def _run_workers(self) -> int:
-        """This process is worker 0; workers 1..N-1 are processes of their own."""
+    def _run_workers(self, job: Job, plan: Plan, study: optuna.Study) -> int:
+        """This process is worker 0; workers 1..N-1 are processes of their own.
+
+        ``plan`` gives the number of workers and the study they work on (the search's, or
+        its validation's); every worker is handed the search's plan and ``job.stage``.
+        """
         if self.cluster is not None:
-            return self.cluster.run(self.job, self.plan, self.study, self._recover)
-        workers = self.plan.spec.workers
-        if workers == 1:
-            return work(self.job, self.plan)
-        with tempfile.TemporaryDirectory(prefix="pg-sweep-") as tmp:
-            procs = []
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-            for i in range(1, workers):
-                path = Path(tmp) / f"job{i}.json"
-                job = Job(**{**self.job.__dict__, "seed_offset": self.job.seed_offset + 7919 * i})
-                job.save(path)
-                procs.append(
-                    subprocess.Popen([sys.executable, "-m", "pg.sweep.worker", str(path)], env=env)
-                )
-            try:
-                codes = [work(self.job, self.plan)]
-                codes += [p.wait() for p in procs]
-            except KeyboardInterrupt:
-                for p in procs:  # they got the same SIGINT; give them time to clean up
-                    try:
-                        p.wait(timeout=60)
-                    except subprocess.TimeoutExpired:
-                        p.send_signal(signal.SIGKILL)
-                return EXIT_INTERRUPTED
-        if EXIT_INTERRUPTED in codes:
-            return EXIT_INTERRUPTED
-        for i, c in enumerate(codes):
-            if c < 0:  # killed: its trial is an orphan, run again (see _drain)
-                print(f"pg: worker {i} was killed (signal {-c})", file=sys.stderr, flush=True)
-            elif c not in (EXIT_OK, EXIT_FAILURES):
-                print(f"pg: worker {i} exited with status {c}", file=sys.stderr, flush=True)
-        if any(c > 0 for c in codes):
-            return EXIT_FAILURES
-        return EXIT_OK
+            name = plan.spec.study_name
+            return self.cluster.run(job, plan, study, lambda o: self._label_orphans(o, name))
+        from pg.sweep.local_backend import run_local
+
+        return run_local(job, self.plan, plan.spec.workers)
 
     # -- MLflow ----------------------------------------------------------------
     def _parent_run(self) -> TrackedRun | None:
@@ -335,6 +315,26 @@ class Sweep:
         from pg.sweep.parent import parent_run
 
         return parent_run(self.tracker, self.study, self.plan, self.job, self.base)
+
+    def _label_orphans(self, orphans: list[Orphan], study_name: str) -> None:
+        """Orphans of the search: closed and queued to run again (:meth:`_recover`);
+        of its validation study: FAIL in Optuna (done), KILLED in MLflow (the stage
+        queues the pair again itself)."""
+        if study_name == self.plan.spec.study_name:
+            self._recover(orphans)
+            return
+        for orphan in orphans:
+            print(
+                f"pg: trial of study '{study_name}' {orphan.number} marked FAIL ({orphan.reason})",
+                flush=True,
+            )
+        if not orphans or self.tracker is None:
+            return
+        for orphan in orphans:
+            for run_id, status in self.tracker.trial_runs(study_name, orphan.number):
+                self.tracker.set_tags(run_id, {names.TRIAL_STATE: "FAIL"})
+                if status == "RUNNING":
+                    self.tracker.terminate(run_id, "KILLED", {names.STOPPED: orphan.reason})
 
 
 def _print(line: str) -> None:

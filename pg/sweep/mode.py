@@ -78,16 +78,21 @@ def resolve(spec: SweepSpec, arguments: list[str], hydra_overrides: list[str]) -
     """The spec with its mode decided; an automatic grid drops the sweep file's search.
 
     A grid picked by the rule runs the default config over the command line's lists, so
-    the sweep file's ``params``, ``fixed`` and ``n_trials`` do not apply, its pruner is off
-    (every combination runs to the end) unless the command line sets one, and its study is
-    named after the command line (``grid-<keys>-<hash>``) unless ``study_name`` is given:
-    the same command resumes the same grid, another command starts another one.
+    the sweep file's ``params``, ``fixed``, ``n_trials`` and ``validate`` do not apply, its
+    pruner is off (every combination runs to the end) unless the command line sets one, and
+    its study is named after the command line (``grid-<keys>-<hash>``) unless
+    ``study_name`` is given: the same command resumes the same grid, another command starts
+    another one.
     """
     mode = decide(spec, arguments, hydra_overrides)
     if mode == "search" or spec.mode == "grid" or spec.sampler.get("name") == "grid":
         return replace(spec, mode=mode)
     given = {_key(h) for h in hydra_overrides}
     pruner = spec.pruner if any(k.startswith("hydra.sweeper.pruner") for k in given) else {}
+    # The sweep file's validation is of its search; asked on the command line, the grid
+    # says it does not apply.
+    asked = any(k.startswith("hydra.sweeper.validate") for k in given)
+    validate = spec.validate if asked else {**spec.validate, "top_k": 0}
     name = spec.study_name
     if "hydra.sweeper.study_name" not in given:
         name = grid_study_name(arguments, spec)
@@ -99,6 +104,7 @@ def resolve(spec: SweepSpec, arguments: list[str], hydra_overrides: list[str]) -
         pruner=pruner or {"name": "none"},
         params={},
         fixed={},
+        validate=validate,
     )
 
 

@@ -47,5 +47,10 @@ def seed_run_name(number: int, n_trials: int | None, seed: int) -> str:
     return f"{trial_label(number, n_trials)} seed {seed}"
 
 
+def validation_run_name(number: int, n_trials: int | None, seed: int) -> str:
+    """``v017 seed 5``: trial 17's configuration trained again on fresh seed 5."""
+    return f"v{trial_label(number, n_trials)[1:]} seed {seed}"
+
+
 def sweep_run_name(study: str) -> str:
     return f"sweep {study}"

@@ -119,7 +119,7 @@ def recover(
     another process); ``max_retries`` reached is said once, for the orphans found now.
     """
     from pg.record.names import STOPPED, TRIAL_STATE
-    from pg.sweep.study import retry_cut_short
+    from pg.sweep.retries import retry_cut_short
 
     for orphan in orphans:
         report(f"pg: trial {orphan.number} marked FAIL ({orphan.reason})")

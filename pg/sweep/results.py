@@ -168,7 +168,7 @@ def configurations_table(study: optuna.Study) -> pd.DataFrame:
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    from pg.sweep.study import RERUN_REASONS
+    from pg.sweep.retries import RERUN_REASONS
 
     groups: dict[str, dict[str, Any]] = {}
     for t in study.get_trials(deepcopy=False):
@@ -202,18 +202,26 @@ def configurations_table(study: optuna.Study) -> pd.DataFrame:
 
 
 def _mean_ci(values: list[float]) -> tuple[float, float]:
+    mean, _, half = mean_std_ci(values)
+    return mean, half
+
+
+def mean_std_ci(values: list[float]) -> tuple[float, float, float]:
+    """Mean, sample std and the half-width of the 95 % Student-t interval of the mean,
+    ``t(0.975, n-1) * std / sqrt(n)``: with the 3-10 seeds a sweep affords, the normal
+    approximation would claim intervals far too narrow.  NaN where undefined (n < 2)."""
     import math
 
     if not values:
-        return math.nan, math.nan
+        return math.nan, math.nan, math.nan
     mean = sum(values) / len(values)
     if len(values) < 2:
-        return mean, math.nan
+        return mean, math.nan, math.nan
     from scipy import stats
 
     n = len(values)
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+    return mean, std, float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
 
 def configurations_lines(study: optuna.Study) -> list[str]:

@@ -50,6 +50,17 @@ class TrialOutcome:
     retry_of: int | None = None  # the trial cut short that this one runs again
 
 
+@dataclass
+class Role:
+    """What a trial is for, when it is not a search trial (whose role is the default)."""
+
+    kind: str = names.KIND_TRIAL
+    name: str | None = None  # run name; None: the trial's number and params
+    params: dict[str, Any] | None = None  # None: the trial's own
+    overrides: list[str] = field(default_factory=list)  # after the params (e.g. seed=5)
+    tags: dict[str, str] = field(default_factory=dict)  # added to every run of the trial
+
+
 class Pruned(Exception):  # noqa: N818 - control flow, not an error
     pass
 
@@ -64,8 +75,10 @@ class SeedRunner:
         composed: Composed,
         sweep_run_id: str | None,
         study_name: str,
+        role: Role | None = None,
     ) -> None:
         self.plan = plan
+        self.role = role or Role()
         self.trial = trial
         self.composed = composed
         self.sweep_run_id = sweep_run_id
@@ -78,6 +91,7 @@ class SeedRunner:
             names.STUDY: self.study_name,
             names.TRIAL_NUMBER: str(self.trial.number),
             names.TRIAL_STATE: "RUNNING",
+            **self.role.tags,
         }
         retry_of = self.trial.user_attrs.get(names.ATTR_RETRY_OF)
         if retry_of is not None:  # a re-run of a trial whose process died
@@ -85,6 +99,8 @@ class SeedRunner:
         return tags
 
     def _name(self) -> str:
+        if self.role.name is not None:
+            return self.role.name
         return trial_run_name(self.trial.number, self.plan.spec.n_trials, self.trial.params)
 
     def _record_trial_run(self, run_id: str) -> None:
@@ -108,7 +124,7 @@ class SeedRunner:
                     cfg,
                     self.composed.snapshot,
                     parent_run_id=self.sweep_run_id,
-                    tags=self._tags(names.KIND_TRIAL),
+                    tags=self._tags(self.role.kind),
                     on_start=self._record_trial_run,
                     run_name=self._name(),
                 )

@@ -27,6 +27,9 @@ RAY_DEFAULTS: dict[str, Any] = {
     "check_timeout": 10,  # seconds the cluster has to answer before the sweep is refused
 }
 
+# hydra.sweeper.validate: off unless a sweep file or the command line sets top_k.
+VALIDATE_DEFAULTS: dict[str, int] = {"top_k": 0, "seeds": 3}
+
 
 class SweepError(ValueError):
     """The sweep definition is invalid; nothing has been started."""
@@ -62,6 +65,8 @@ class SweepSpec:
     params: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     register_model: str | None = None  # Model Registry name for the best trial's policy
+    # top_k best configurations trained again on seeds fresh seeds (pg.sweep.validation)
+    validate: dict[str, Any] = field(default_factory=lambda: dict(VALIDATE_DEFAULTS))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +118,10 @@ def build_spec(settings: dict[str, Any]) -> SweepSpec:
     if "ray" in values:
         _check_ray_keys(values["ray"])
         values["ray"] = {**RAY_DEFAULTS, **values["ray"]}
+    if "validate" in values:
+        from pg.sweep.validation import validate_settings
+
+        values["validate"] = validate_settings(values["validate"])
     spec = SweepSpec(**values)
     _check_spec(spec)
     return spec

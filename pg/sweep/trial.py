@@ -2,6 +2,9 @@
 
 The trial's end is told once, with its reason: COMPLETE, PRUNED, or FAIL (an exception, a
 NaN objective, Ctrl-C).  Its MLflow runs get the same state as ``pg.trial_state``.
+
+A validation run (:mod:`pg.sweep.validation`) is a one-seed trial of another study with
+a :class:`~pg.sweep.seeds.Role` of its own: its params, its seed, its kind and name.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pg.record import names
 from pg.sweep.compose import compose_trial
-from pg.sweep.seeds import Pruned, SeedRunner, TrialOutcome
+from pg.sweep.seeds import Pruned, Role, SeedRunner, TrialOutcome
 from pg.sweep.space import override_line
 from pg.sweep.spec import Plan
 from pg.sweep.study import current, set_system_attr
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import Trial
 
-__all__ = ["TrialOutcome", "run_trial", "trial_overrides"]
+__all__ = ["Role", "TrialOutcome", "run_trial", "trial_overrides"]
 
 
 def trial_overrides(plan: Plan, params: dict[str, Any]) -> list[str]:
@@ -34,18 +37,21 @@ def run_trial(
     plan: Plan,
     config_name: str,
     sweep_run_id: str | None,
+    role: Role | None = None,
 ) -> TrialOutcome:
     """Train, tell Optuna and label the MLflow runs; never raises except on Ctrl-C."""
 
     start = time.perf_counter()
-    params = dict(trial.params)
+    role = role or Role()
+    params = dict(trial.params) if role.params is None else dict(role.params)
     outcome = TrialOutcome(trial.number, "FAIL", None, 0, 0.0, params)
     outcome.retry_of = trial.user_attrs.get(names.ATTR_RETRY_OF)
     run_ids: list[str] = []
     interrupted: KeyboardInterrupt | None = None
     try:
-        composed = compose_trial(config_name, trial_overrides(plan, params))
-        runner = SeedRunner(plan, trial, composed, sweep_run_id, study.study_name)
+        overrides = [*trial_overrides(plan, params), *role.overrides]
+        composed = compose_trial(config_name, overrides)
+        runner = SeedRunner(plan, trial, composed, sweep_run_id, study.study_name, role)
         try:
             value = runner.run(outcome)
         finally:

@@ -41,6 +41,7 @@ class Job:
     deadline: float | None  # time.time() after which no new trial starts
     seed_offset: int = 0
     command: str | None = None  # the sweep's command line, recorded on the worker's runs
+    stage: str = "search"  # search | validation (pg.sweep.validation)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -75,7 +76,7 @@ def failures_exceeded(study: optuna.Study, plan: Plan) -> bool:
     from optuna.trial import TrialState
 
     from pg.record.names import ATTR_REASON as REASON
-    from pg.sweep.study import RERUN_REASONS
+    from pg.sweep.retries import RERUN_REASONS
 
     spec = plan.spec
     trials = study.get_trials(deepcopy=False)
@@ -105,7 +106,10 @@ def work(job: Job, plan: Plan, report: Callable[[str], None] = _print_line) -> i
 
     from pg.sweep.study import BudgetLock, heartbeat, reserve
     from pg.sweep.trial import run_trial
+    from pg.sweep.validation import STAGE, work_validation
 
+    if job.stage == STAGE:
+        return work_validation(job, plan, report)
     # Optuna warns that heartbeats are meant for Study.optimize; ask/tell uses them here.
     warnings.filterwarnings("ignore", message="Heartbeat of storage")
     study = load_study(job, plan)
