@@ -9,7 +9,7 @@ from torch import nn
 from pg.core.adam import Adam
 
 
-def twin_nets(seed: int) -> tuple[nn.Module, nn.Module]:
+def twin_nets(seed: int) -> tuple[nn.Sequential, nn.Sequential]:
     torch.manual_seed(seed)
     a = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 2))
     b = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 2))
