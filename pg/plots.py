@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,8 +17,6 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
-
-    from pg.core.train import TrainResult
 
 STATE_COLORS = {"COMPLETE": "tab:green", "PRUNED": "tab:orange", "FAIL": "tab:red"}
 DPI = 100
@@ -38,7 +37,18 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def learning_curve_png(result: TrainResult, title: str, target: float | None) -> bytes:
+@dataclass
+class Curve:
+    """What a learning curve is drawn from: a training result's episodes and evaluations,
+    without its policy (so the record process can draw it without importing torch)."""
+
+    episode_steps: Sequence[int] = field(default_factory=list)
+    episode_returns: Sequence[float] = field(default_factory=list)
+    eval_steps: Sequence[int] = field(default_factory=list)
+    eval_returns: Sequence[float] = field(default_factory=list)
+
+
+def learning_curve_png(result: Curve, title: str, target: float | None) -> bytes:
     """Episode returns, their running mean over 100 and the greedy evaluations."""
     fig = figure(7.0, 4.0)
     ax = fig.add_subplot()

@@ -24,7 +24,7 @@ EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 def _main(cfg: DictConfig) -> float:
-    from pg.record.store import StoreUnavailableError, check_reachable, resolve_store
+    from pg.record.store import StoreUnavailableError, resolve_store
 
     try:
         config = to_config(cfg)
@@ -36,8 +36,11 @@ def _main(cfg: DictConfig) -> float:
 
     try:
         if location is not None:
-            # Before torch and matplotlib load: a dead store is reported in seconds.
-            check_reachable(location, config.tracking.check_timeout)
+            # Before torch loads: a dead store is reported in seconds, and the record
+            # process connects to a live one while this process imports torch and trains.
+            from pg.record.remote import remote_tracker
+
+            remote_tracker(config.tracking)
         outcome = execute(config, Snapshot.from_hydra(cfg))
     except StoreUnavailableError as exc:
         print(f"pg: {exc}; nothing was trained", file=sys.stderr)

@@ -111,7 +111,7 @@ def digest(store: Store) -> dict[str, Any]:
             and not k.startswith(VOLATILE_PREFIXES)
             and not RUN_ID.search(v)
         }
-        metrics = {}
+        metrics: dict[str, object] = {}
         for name in sorted(run.data.metrics):
             if name.startswith(m.WALL_CLOCK_PREFIXES):
                 metrics[name] = "wall-clock"

@@ -28,8 +28,7 @@ if TYPE_CHECKING:
     import optuna
 
     from pg.core.config import Config
-    from pg.record.tracker import Tracker
-    from pg.record.writer import TrackedRun
+    from pg.record.remote import RemoteRun, RemoteTracker
     from pg.sweep.orphans import Orphan
     from pg.sweep.ray_backend import RayCluster
 
@@ -70,7 +69,7 @@ class Sweep:
         job: Job,
         base: Config,
         study: optuna.Study,
-        tracker: Tracker | None,
+        tracker: RemoteTracker | None,
         cluster: RayCluster | None = None,
     ) -> None:
         self.plan = plan
@@ -79,7 +78,7 @@ class Sweep:
         self.study = study
         self.tracker = tracker
         self.cluster = cluster  # backend=ray: where the workers run
-        self.parent: TrackedRun | None = None
+        self.parent: RemoteRun | None = None
 
     @classmethod
     def prepare(
@@ -120,10 +119,10 @@ class Sweep:
             )
         tracker = None
         if base.tracking.enabled:
-            from pg.record.tracker import tracker_for
+            from pg.record.remote import remote_tracker
 
             try:
-                tracker = tracker_for(base.tracking)
+                tracker = remote_tracker(base.tracking)
             except TrackingUnavailableError as exc:
                 raise SweepError(str(exc)) from None
         storage = open_storage(url, spec)
@@ -218,7 +217,7 @@ class Sweep:
         best = best_trial(self.study)
         return float(best.value) if best is not None and best.value is not None else float("nan")
 
-    def _finish_best(self, tracker: Tracker) -> None:
+    def _finish_best(self, tracker: RemoteTracker) -> None:
         """The best trial's GIF and registration; a failure here does not undo the sweep."""
         from pg.sweep.best import finish_best
 
@@ -304,7 +303,7 @@ class Sweep:
         return EXIT_OK
 
     # -- MLflow ----------------------------------------------------------------
-    def _parent_run(self) -> TrackedRun | None:
+    def _parent_run(self) -> RemoteRun | None:
         """The study's one parent run: created once, reopened when the sweep resumes."""
         if self.tracker is None:
             return None

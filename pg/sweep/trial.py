@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from pg.core.train import Report
     from pg.experiment import Outcome
-    from pg.record.writer import TrackedRun
+    from pg.record.remote import RemoteRun
 
 
 @dataclass
@@ -118,9 +118,9 @@ def _finish(study: optuna.Study, trial: Trial, outcome: TrialOutcome) -> None:
 
 def _label(outcome: TrialOutcome, run_ids: list[str]) -> None:
     """Put the final Optuna state on the trial's MLflow runs."""
-    from pg.record.tracker import open_tracker
+    from pg.record.remote import open_remote_tracker
 
-    tracker = open_tracker()
+    tracker = open_remote_tracker()
     if not run_ids or tracker is None:
         return
     from pg.core import metrics as m
@@ -183,7 +183,7 @@ class _SeedRunner:
 
     def run(self, outcome: TrialOutcome) -> float:
         from pg.experiment import execution
-        from pg.record.tracker import tracker_for
+        from pg.record.remote import remote_tracker
 
         cfg = self.composed.config
         seed_values = self.plan.seed_list(cfg.seed)
@@ -191,7 +191,7 @@ class _SeedRunner:
         tracked = cfg.tracking.enabled
         trial_run = None
         if tracked:
-            tracker_for(cfg.tracking)
+            remote_tracker(cfg.tracking)
         if k == 1:
             gens = [
                 execution(
@@ -201,6 +201,7 @@ class _SeedRunner:
                     tags=self._tags(names.KIND_TRIAL),
                     on_start=self._record_trial_run,
                     run_name=self._name(),
+                    wait_at_end=False,  # its end is written while the next trial trains
                 )
             ]
         else:
@@ -219,6 +220,7 @@ class _SeedRunner:
                     run_name=seed_run_name(
                         self.trial.number, self.plan.spec.n_trials, s.config.seed
                     ),
+                    wait_at_end=False,
                 )
                 for i, s in enumerate(seeds)
             ]
@@ -241,12 +243,12 @@ class _SeedRunner:
             outcome.run_id = self.run_ids[0]
         return value
 
-    def _start_trial_run(self) -> TrackedRun:
+    def _start_trial_run(self) -> RemoteRun:
         from pg.experiment import config_params
-        from pg.record.tracker import tracker_for
+        from pg.record.remote import remote_tracker
 
         cfg = self.composed.config
-        tracker = tracker_for(cfg.tracking)
+        tracker = remote_tracker(cfg.tracking)
         tags = {
             **self._tags(names.KIND_TRIAL),
             names.ENV: cfg.env.id,
@@ -254,7 +256,7 @@ class _SeedRunner:
             names.OBJECTIVE: cfg.train.objective,
             names.SEEDS: ",".join(str(s) for s in self.plan.seed_list(cfg.seed)),
         }
-        run = tracker.start_run(self._name(), tags, self.sweep_run_id)
+        run = tracker.start_run(self._name(), tags, self.sweep_run_id, wait_at_end=False)
         self._record_trial_run(run.run_id)
         flat = config_params(cfg)
         flat.pop("seed", None)
@@ -266,7 +268,7 @@ class _SeedRunner:
         self,
         gens: list[Generator[Report, None, Outcome]],
         outcome: TrialOutcome,
-        trial_run: TrackedRun | None,
+        trial_run: RemoteRun | None,
     ) -> float:
         from pg.core.train import with_suppressed_close
         from pg.record.writer import Stopped

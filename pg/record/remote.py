@@ -1,0 +1,418 @@
+"""The training process's side of the record process (:mod:`pg.record.service`).
+
+:func:`remote_tracker` gives a :class:`RemoteTracker` whose runs (:class:`RemoteRun`) have
+the interface of :class:`pg.record.tracker.Tracker` and :class:`pg.record.writer.TrackedRun`
+but only send messages: this process imports no MLflow, and the calls a run makes while
+it trains are not waited for.  Calls whose answer is needed (a run's id, a run's status,
+the end of a run) wait for the record process to have handled everything sent before
+them, so the record is written in the order the calls were made.
+
+Metric rows are stamped here (:class:`pg.record.rows.RowBuffer`) and shipped every
+``flush_interval`` by a thread; a failure of a call that was not waited for comes back as
+a notice and is raised by the run's next ``log_metrics`` (inside the training loop, so
+the run ends FAILED with that error, as when the call was made in this process).
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from pg.record.rows import RowBuffer
+from pg.record.store import StoreLocation, check_reachable, redact, resolve_store
+from pg.record.writer import end_as
+
+if TYPE_CHECKING:
+    from pg.core.config import TrackingConfig
+    from pg.plots import Curve
+
+Key = tuple[str | None, str]
+
+
+class RecordProcessError(RuntimeError):
+    """The record process died: nothing more can be written from this process."""
+
+
+def raise_payload(payload: tuple[Any, str]) -> BaseException:
+    """The exception the record process sent (its traceback there as a note)."""
+    data, text = payload
+    exc: BaseException
+    if isinstance(data, bytes):
+        exc = pickle.loads(data)
+    else:  # not picklable there: the same name and message
+        exc = type(str(data[0]), (RuntimeError,), {})(data[1])
+    exc.add_note(f"in the record process:\n{text}")
+    return exc
+
+
+class RecordProcess:
+    """One record process per training process, started on first use."""
+
+    flush_interval = 1.0  # seconds between shipments of rows (a SIGKILL loses at most this)
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        # The same pg as this process, wherever it was imported from.
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pg.record.service", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            env=env,
+            process_group=0,  # a Ctrl-C at the terminal is the training process's to handle
+        )
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self.lock = threading.Lock()
+        self.handles = itertools.count(1)
+        self.seq = itertools.count(1)
+        self.runs: dict[int, RemoteRun] = {}
+        self.background: set[int] = set()  # runs ended without waiting
+        self.gone: str | None = None
+        self.wake = threading.Event()
+        self.closing = False
+        self.shipper = threading.Thread(target=self._ship_loop, name="pg-record", daemon=True)
+        self.shipper.start()
+        atexit.register(self.close)
+
+    # -- sending -------------------------------------------------------------------------
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self.lock:
+            self._send(message)
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if self.gone is not None:
+            raise RecordProcessError(self.gone)
+        try:
+            self.conn.send(message)
+        except OSError as exc:
+            self.gone = f"the record process is gone ({exc}); nothing more can be recorded"
+            raise RecordProcessError(self.gone) from None
+
+    def _ship(self, run: RemoteRun | None) -> None:
+        """Send ``run``'s pending rows first (holding the lock: no call overtakes them)."""
+        rows = run.rows.take() if run is not None else None
+        if rows:
+            self._send(("rows", run.handle, rows))  # type: ignore[union-attr]
+
+    def ship(self, run: RemoteRun) -> None:
+        with self.lock:
+            self._ship(run)
+
+    def cast(self, target: tuple[str, Any], method: str, *args: Any, **kwargs: Any) -> None:
+        """A call not waited for; a failure comes back as a notice."""
+        with self.lock:
+            self._ship(self.runs.get(target[1]) if target[0] == "run" else None)
+            self._send(("call", None, target, method, args, kwargs))
+
+    def call(self, target: tuple[str, Any], method: str, *args: Any, **kwargs: Any) -> Any:
+        """A call waited for: handled after everything sent before it."""
+        with self.lock:
+            self._ship(self.runs.get(target[1]) if target[0] == "run" else None)
+            seq = next(self.seq)
+            self._send(("call", seq, target, method, args, kwargs))
+            while True:
+                message = self._receive()
+                # A reply to an older call (one a Ctrl-C abandoned) is dropped.
+                if message[0] == "reply" and message[1] == seq:
+                    break
+        if not message[2]:
+            raise raise_payload(message[3])
+        return message[3]
+
+    def _receive(self) -> tuple[Any, ...]:
+        while True:
+            try:
+                if self.conn.poll(1.0):
+                    message: tuple[Any, ...] = self.conn.recv()
+                    break
+            except (OSError, EOFError):
+                pass
+            else:
+                if self.process.poll() is None:
+                    continue
+            self.gone = f"the record process died (exit status {self.process.poll()})"
+            raise RecordProcessError(self.gone)
+        if message[0] == "notice":
+            self._notice(message[1], message[2])
+        return message
+
+    def _notice(self, handle: int | None, payload: tuple[Any, str]) -> None:
+        run = self.runs.get(handle) if handle is not None else None
+        if run is not None:
+            run.error = raise_payload(payload)
+            return
+        # A run ended without waiting, or a tag on another run: the sweep goes on.
+        data = payload[0]
+        text = repr(pickle.loads(data)) if isinstance(data, bytes) else f"{data[0]}: {data[1]}"
+        print(f"pg: warning: could not record: {redact(text)}", file=sys.stderr, flush=True)
+
+    # -- shipping rows -------------------------------------------------------------------
+    def _ship_loop(self) -> None:
+        while not self.closing:
+            self.wake.wait(self.flush_interval)
+            self.wake.clear()
+            for run in list(self.runs.values()):
+                try:
+                    self.ship(run)
+                except RecordProcessError:
+                    return
+            with self.lock:  # notices that came in meanwhile
+                try:
+                    while self.gone is None and self.conn.poll(0):
+                        self._receive()
+                except RecordProcessError:
+                    return
+
+    def close(self) -> None:
+        """At exit: let the record process finish what it was sent, then wait for it."""
+        if self.closing:
+            return
+        self.closing = True
+        self.wake.set()
+        try:
+            for run in list(self.runs.values()):
+                self.ship(run)
+            self.send(("stop",))
+            self.process.wait()
+        except RecordProcessError:
+            pass
+        except KeyboardInterrupt:  # a second Ctrl-C: it goes on writing on its own
+            pass
+
+
+_process: RecordProcess | None = None
+_trackers: dict[Key, RemoteTracker] = {}
+
+
+def record_process() -> RecordProcess:
+    global _process
+    if _process is None or _process.gone is not None:
+        _process = RecordProcess()
+    return _process
+
+
+def remote_tracker(cfg: TrackingConfig) -> RemoteTracker:
+    """This process's connection to ``cfg``'s store and experiment, through the record
+    process (started now if it is not running yet)."""
+    key: Key = (cfg.uri, cfg.experiment)
+    if key not in _trackers:
+        _trackers[key] = RemoteTracker(cfg)
+    return _trackers[key]
+
+
+def open_remote_tracker() -> RemoteTracker | None:
+    """The tracker this process already opened, if any (a sweep worker's)."""
+    return next(iter(_trackers.values()), None)
+
+
+class RemoteTracker:
+    """:class:`pg.record.tracker.Tracker`'s interface, served by the record process."""
+
+    def __init__(self, cfg: TrackingConfig) -> None:
+        self.cfg = cfg
+        self.location: StoreLocation = resolve_store(cfg)
+        check_reachable(self.location, cfg.check_timeout)
+        self.key: Key = (cfg.uri, cfg.experiment)
+        self.proc = record_process()
+        self.proc.send(("open", self.key, cfg))
+        self._experiment_id: str | None = None
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self.proc.call(("tracker", self.key), method, *args, **kwargs)
+
+    def _cast(self, method: str, *args: Any, **kwargs: Any) -> None:
+        self.proc.cast(("tracker", self.key), method, *args, **kwargs)
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            self._experiment_id = str(self._call("experiment_id"))
+        return self._experiment_id
+
+    def start_run(
+        self,
+        run_name: str | None,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+        *,
+        wait_at_end: bool = True,
+        wait_for_calls: bool = False,
+    ) -> RemoteRun:
+        """A new run, created by the record process while this one goes on.
+
+        ``wait_at_end=False``: :meth:`RemoteRun.end` waits only for the calls made so far
+        to have gone through, not for the end itself (a sweep trains its next trial
+        meanwhile); a failure of the end is then printed as a warning.
+        ``wait_for_calls``: every call waits and raises its own failure (a sweep's parent
+        run, whose caller decides what a failure means).
+        """
+        from pg.record.provenance import command_line
+
+        handle = next(self.proc.handles)
+        run = RemoteRun(self.proc, handle, self.location, wait_at_end, wait_for_calls)
+        self.proc.runs[handle] = run
+        message = ("start", handle, self.key, run_name, dict(tags or {}), parent_run_id)
+        self.proc.send((*message, command_line()))
+        return run
+
+    def reopen(self, run_id: str) -> RemoteRun | None:
+        handle = next(self.proc.handles)
+        if not self._call("reopen", run_id, handle):
+            return None
+        run = RemoteRun(self.proc, handle, self.location, True, True)
+        run._run_id = run_id
+        self.proc.runs[handle] = run
+        return run
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self._cast("set_tags", run_id, dict(tags))
+
+    def attach(self, run_id: str, files: Mapping[str, str | bytes]) -> None:
+        self._cast("attach", run_id, dict(files))
+
+    def log_metric(self, run_id: str, key: str, value: float, step: int) -> None:
+        self._cast("log_metric", run_id, key, value, step)
+
+    def status(self, run_id: str) -> str:
+        return str(self._call("status", run_id))
+
+    def terminate(self, run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
+        self._call("terminate", run_id, status, dict(tags or {}))
+
+    def trial_runs(self, study: str, number: int) -> list[tuple[str, str]]:
+        return list(self._call("trial_runs", study, number))
+
+    def best_model(self, run_id: str, maximize: bool) -> tuple[str, str] | None:
+        found = self._call("best_model", run_id, maximize)
+        return None if found is None else (str(found[0]), str(found[1]))
+
+    def policy_files(self, model_id: str) -> dict[str, bytes]:
+        return dict(self._call("policy_files", model_id))
+
+    def run_tag(self, run_id: str, key: str) -> str | None:
+        found = self._call("run_tag", run_id, key)
+        return None if found is None else str(found)
+
+    def register(self, name: str, model_id: str, run_id: str, tags: Mapping[str, str]) -> str:
+        return str(self._call("register", name, model_id, run_id, dict(tags)))
+
+
+class RemoteRun:
+    """:class:`pg.record.writer.TrackedRun`'s interface; the writing is done elsewhere."""
+
+    def __init__(
+        self,
+        proc: RecordProcess,
+        handle: int,
+        location: StoreLocation,
+        wait_at_end: bool,
+        wait_for_calls: bool = False,
+    ) -> None:
+        self.proc = proc
+        self.handle = handle
+        self.location = location
+        self.wait_at_end = wait_at_end
+        self.wait_for_calls = wait_for_calls
+        self.rows = RowBuffer()
+        self.error: BaseException | None = None  # a failed call, not raised here yet
+        self.raised: BaseException | None = None  # ... and once raised
+        self.status: str | None = None
+        self._run_id: str | None = None
+        self._target = ("run", handle)
+
+    @property
+    def run_id(self) -> str:
+        """Known once the record process has created the run (waits for it)."""
+        if self._run_id is None:
+            self._run_id = str(self.proc.call(self._target, "run_id"))
+        return self._run_id
+
+    # -- metrics -----------------------------------------------------------------------
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        if self.error is not None:
+            self.raised, self.error = self.error, None
+            raise self.raised
+        if self.rows.add(metrics, step) >= 10_000:
+            self.proc.wake.set()
+
+    def _cast(self, method: str, *args: Any, **kwargs: Any) -> None:
+        if self.wait_for_calls:
+            self.proc.call(self._target, method, *args, **kwargs)
+        else:
+            self.proc.cast(self._target, method, *args, **kwargs)
+
+    def flush(self) -> None:
+        self.proc.call(self._target, "flush")
+
+    # -- params, tags, artifacts ---------------------------------------------------------
+    def log_params(self, params: Mapping[str, str]) -> None:
+        self._cast("log_params", dict(params))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._cast("set_tags", dict(tags))
+
+    def log_files(self, files: Mapping[str, str | bytes], package_lock: bool = False) -> None:
+        self._cast("log_files", dict(files), package_lock)
+
+    def set_reproduce_tags(self, store: str | None) -> None:
+        self._cast("set_reproduce_tags", store)
+
+    def log_learning_curve(self, curve: Curve, name: str, target: float | None) -> None:
+        self._cast("log_learning_curve", curve, name, target)
+
+    def log_policy_model(
+        self,
+        files: Mapping[str, str | bytes],
+        obs_shape: tuple[int, ...],
+        pixels: bool,
+        metrics: Mapping[str, float],
+        step: int,
+    ) -> None:
+        self._cast("log_policy_model", dict(files), obs_shape, pixels, dict(metrics), step)
+
+    def monitor_system(self) -> None:
+        self._cast("monitor_system")
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def end(self, status: str) -> None:
+        """End the run; raises what went wrong with its record, unless raised already."""
+        seen = self.raised
+        try:
+            if not self.wait_at_end:
+                failed = self.proc.call(self._target, "check")
+                if failed is None and self.error is None:
+                    self.proc.cast(self._target, "end", status)
+                    self.proc.background.add(self.handle)
+                    self.status = status
+                    return
+            failed = self.proc.call(self._target, "end", status)
+        finally:
+            self.proc.runs.pop(self.handle, None)
+        self.status = "FAILED" if failed is not None and status == "FINISHED" else status
+        if failed is not None and seen is None:
+            raise raise_payload(failed)
+
+    def __enter__(self) -> RemoteRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        end_as(self, exc_type, exc, tb)
