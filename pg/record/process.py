@@ -102,13 +102,13 @@ class RecordProcess:
     def cast(self, target: tuple[str, Any], method: str, *args: Any, **kwargs: Any) -> None:
         """A call not waited for; a failure comes back as a notice."""
         with self.lock:
-            self._ship(self.runs.get(target[1]) if target[0] == "run" else None)
+            self._ship(self.runs.get(target[1]) if target[0] != "tracker" else None)
             self._send(("call", None, target, method, args, kwargs))
 
     def call(self, target: tuple[str, Any], method: str, *args: Any, **kwargs: Any) -> Any:
         """A call waited for: handled after everything sent before it."""
         with self.lock:
-            self._ship(self.runs.get(target[1]) if target[0] == "run" else None)
+            self._ship(self.runs.get(target[1]) if target[0] != "tracker" else None)
             seq = next(self.seq)
             self._send(("call", seq, target, method, args, kwargs))
             while True:

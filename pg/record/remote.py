@@ -159,8 +159,14 @@ class RemoteRun:
         self.error: BaseException | None = None  # a failed call, not raised here yet
         self.raised: BaseException | None = None  # ... and once raised
         self.status: str | None = None
+        self.ending = False
         self._run_id: str | None = None
-        self._target = ("run", handle)
+
+    @property
+    def _target(self) -> tuple[str, int]:
+        # After a failure the record process skips the run's calls, as this process would
+        # have stopped at the failing one; not those that end the run.
+        return ("run!" if self.ending or self.raised else "run", self.handle)
 
     @property
     def run_id(self) -> str:
@@ -243,4 +249,5 @@ class RemoteRun:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.ending = True
         end_as(self, exc_type, exc, tb)

@@ -189,11 +189,15 @@ class Service:
         kwargs: dict[str, Any],
     ) -> None:
         kind, ident = target
-        handle = ident if kind == "run" else None
+        handle = ident if kind != "tracker" else None
         try:
-            if kind == "run" and method in ("end", "check"):
+            if handle is not None and method in ("end", "check"):
                 value = self.end(ident, *args) if method == "end" else self.check(ident)
-            elif kind == "run" and method in RUN_METHODS:
+            elif kind == "run" and handle in self.failed and method not in ("run_id", "flush"):
+                # The training process would have stopped at the failed call: skip what
+                # came after it, until it ends the run ("run!" calls).
+                value = None
+            elif handle is not None and method in RUN_METHODS:
                 value = self.run_call(ident, method, args, kwargs)
             elif kind == "tracker" and method in TRACKER_METHODS:
                 value = self.tracker_call(ident, method, args, kwargs)
@@ -215,6 +219,8 @@ class Service:
     def run_call(self, handle: int, method: str, args: Any, kwargs: dict[str, Any]) -> Any:
         if method == "run_id" and handle in self.ids:
             return self.ids[handle]
+        if method == "flush" and handle in self.failed:
+            raise self.failed[handle]
         run = self.runs.get(handle)
         if run is None:
             raise self.failed.get(handle) or RuntimeError(f"no run {handle} in this record")
@@ -249,10 +255,13 @@ class Service:
         if run is None:
             raise error or RuntimeError(f"no run {handle} in this record")
         if error is not None and status == "FINISHED":
+            # Not seen by the training process before it ended the run: recorded here as
+            # it would have recorded it (pg.error and the traceback).
             status = "FAILED"
             with contextlib.suppress(Exception):
                 text = redact(f"{type(error).__name__}: {error}")
                 run.set_tags({names.ERROR: clip(text, MAX_TAG_VALUE)})
+                run.log_files({names.TRACEBACK_FILE: error_payload(error)[1]})
         run.end(status)
         return None if error is None else error_payload(error)
 
@@ -315,7 +324,14 @@ def main(argv: list[str]) -> None:
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     # Asked of every PythonModel whose predict has no type hints; pg's model has an
     # explicit tensor signature instead (pg/record/policy_model.py).
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+    # MLflow shows it through a "once" filter of its own, ahead of any "ignore".
+    show = warnings.showwarning
+
+    def quiet(message: Any, *args: Any, **kwargs: Any) -> None:
+        if "Add type hints to the `predict` method" not in str(message):
+            show(message, *args, **kwargs)
+
+    warnings.showwarning = quiet
     Service(Connection(int(argv[0]))).serve()
 
 
