@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -152,34 +151,31 @@ def execution(
     run = tracker.start_run(
         run_name or default_run_name(cfg), run_tags, parent_run_id, wait_at_end=wait_at_end
     )
-    try:
-        if cfg.tracking.system_metrics:
-            run.monitor_system()
-        with run:
-            # Only the embedded store is found without being named.
-            shown = tracker.location.display if tracker.location != default_location() else None
-            run.set_reproduce_tags(shown)
-            run.log_params(config_params(cfg))
-            files = {**snapshot.files(), names.SYSTEM_FILE: system_json(cfg.train.torch_threads)}
-            run.log_files(files, package_lock=True)
-            result = yield from training(cfg, sink=run)
-            run.log_metrics({m.OBJECTIVE: result.objective}, result.steps)
-            run.set_tags({names.SOLVED: str(result.solved).lower(), names.STEPS: str(result.steps)})
-            curve = Curve(
-                result.episode_steps, result.episode_returns, result.eval_steps, result.eval_returns
-            )
-            run.log_learning_curve(curve, default_run_name(cfg), cfg.train.target_return)
-            weights = policy_files(result.policy, result.spec)
-            run.log_files({f"{names.MODEL_DIR}/{name}": data for name, data in weights.items()})
-            pixels = result.spec.model == "conv"
-            objective = {m.OBJECTIVE: result.objective}
-            run.log_policy_model(weights, result.spec.obs_shape, pixels, objective, result.steps)
-            if cfg.train.video:  # drawn here while the record process writes the above
-                log_clip(run, cfg, result.policy)
-    finally:
-        if on_start is not None:
-            with contextlib.suppress(Exception):  # a run that was never created has no id
-                on_start(run.run_id)
+    if on_start is not None:  # a sweep records the run id as soon as the run exists
+        run.on_start(on_start)
+    if cfg.tracking.system_metrics:
+        run.monitor_system()
+    with run:
+        # Only the embedded store is found without being named.
+        shown = tracker.location.display if tracker.location != default_location() else None
+        run.set_reproduce_tags(shown)
+        run.log_params(config_params(cfg))
+        files = {**snapshot.files(), names.SYSTEM_FILE: system_json(cfg.train.torch_threads)}
+        run.log_files(files, package_lock=True)
+        result = yield from training(cfg, sink=run)
+        run.log_metrics({m.OBJECTIVE: result.objective}, result.steps)
+        run.set_tags({names.SOLVED: str(result.solved).lower(), names.STEPS: str(result.steps)})
+        curve = Curve(
+            result.episode_steps, result.episode_returns, result.eval_steps, result.eval_returns
+        )
+        run.log_learning_curve(curve, default_run_name(cfg), cfg.train.target_return)
+        weights = policy_files(result.policy, result.spec)
+        run.log_files({f"{names.MODEL_DIR}/{name}": data for name, data in weights.items()})
+        pixels = result.spec.model == "conv"
+        objective = {m.OBJECTIVE: result.objective}
+        run.log_policy_model(weights, result.spec.obs_shape, pixels, objective, result.steps)
+        if cfg.train.video:  # drawn here while the record process writes the above
+            log_clip(run, cfg, result.policy)
     return Outcome(run.run_id, result.objective, result)
 
 

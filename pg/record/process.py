@@ -135,6 +135,8 @@ class RecordProcess:
             raise RecordProcessError(self.gone)
         if message[0] == "notice":
             self._notice(message[1], message[2])
+        elif message[0] == "started" and message[1] in self.runs:
+            self.runs[message[1]].started(message[2])
         return message
 
     def _notice(self, handle: int | None, payload: tuple[Any, str]) -> None:

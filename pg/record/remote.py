@@ -15,7 +15,8 @@ training loop, so the run ends FAILED with that error, as when the call was made
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -161,6 +162,7 @@ class RemoteRun:
         self.status: str | None = None
         self.ending = False
         self._run_id: str | None = None
+        self._on_start: Callable[[str], None] | None = None
 
     @property
     def _target(self) -> tuple[str, int]:
@@ -175,8 +177,19 @@ class RemoteRun:
             self._run_id = str(self.proc.call(self._target, "run_id"))
         return self._run_id
 
+    def started(self, run_id: str) -> None:
+        """The record process created the run (called by the thread that reads notices)."""
+        self._run_id = run_id
+
+    def on_start(self, hook: Callable[[str], None]) -> None:
+        """Call ``hook(run_id)`` from the training loop's next metric once the run exists
+        (without waiting for it), or at the latest when the run ends."""
+        self._on_start = hook
+
     # -- metrics -----------------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        if self._on_start is not None and self._run_id is not None:
+            self._announce()
         if self.error is not None:
             self.raised, self.error = self.error, None
             raise self.raised
@@ -222,8 +235,16 @@ class RemoteRun:
         self._cast("monitor_system")
 
     # -- lifecycle -----------------------------------------------------------------------
+    def _announce(self) -> None:
+        hook, self._on_start = self._on_start, None
+        if hook is not None:
+            hook(self.run_id)
+
     def end(self, status: str) -> None:
         """End the run; raises what went wrong with its record, unless raised already."""
+        if self._on_start is not None:
+            with contextlib.suppress(Exception):  # a run that was never created has no id
+                self._announce()
         seen = self.raised
         try:
             if not self.wait_at_end:

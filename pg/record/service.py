@@ -179,6 +179,8 @@ class Service:
             return
         self.runs[handle] = run
         self.ids[handle] = run.run_id
+        with contextlib.suppress(OSError):  # its id, for whoever waits to announce it
+            self.conn.send(("started", handle, run.run_id))
 
     def call(
         self,
