@@ -258,11 +258,26 @@ class TrackedRun:
             self.run_id, sampling_interval=interval, tracking_uri=self.location.uri
         )
         self._system.start()
+        self._system_until = time.monotonic() + 5 * interval
+
+    def _finish_system(self) -> None:
+        """Stop the sampling, after its first sample: the monitor publishes one only after
+        a whole interval, and a short run (ended by the training process the moment its
+        training is done) must still show the machine's load."""
+        system, self._system = self._system, None
+        thread = getattr(system, "_process", None)  # MLflow 3's sampling thread
+        while (
+            getattr(system, "_logging_step", 1) == 0  # nothing published yet
+            and thread is not None
+            and thread.is_alive()
+            and time.monotonic() < self._system_until
+        ):
+            time.sleep(0.05)
+        system.finish()
 
     def end(self, status: str) -> None:
         if self._system is not None:
-            self._system.finish()
-            self._system = None
+            self._finish_system()
         self._closing = True
         self._wake.set()
         if self._writer is not None:
