@@ -48,14 +48,14 @@ class RecordProcess:
 
     flush_interval = 1.0  # seconds between shipments of rows (a SIGKILL loses at most this)
 
-    def __init__(self) -> None:
+    def __init__(self, store_hint: str = "") -> None:
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
         # The same pg as this process, wherever it was imported from.
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pg.record.service", str(theirs.fileno())],
+            [sys.executable, "-m", "pg.record.service", str(theirs.fileno()), store_hint],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             env=env,
@@ -69,6 +69,7 @@ class RecordProcess:
         self.runs: dict[int, RemoteRun] = {}
         self.background: set[int] = set()  # runs ended without waiting
         self.gone: str | None = None
+        self.used = False  # told of a store (until then it only imports MLflow)
         self.wake = threading.Event()
         self.closing = False
         self.shipper = threading.Thread(target=self._ship_loop, name="pg-record", daemon=True)
@@ -172,6 +173,10 @@ class RecordProcess:
             return
         self.closing = True
         self.wake.set()
+        if not self.used:  # started ahead of a store that never came: nothing to write
+            self.process.terminate()
+            self.process.wait()
+            return
         try:
             for run in list(self.runs.values()):
                 self.ship(run)
@@ -186,8 +191,12 @@ class RecordProcess:
 _process: RecordProcess | None = None
 
 
-def record_process() -> RecordProcess:
+def record_process(store_hint: str = "") -> RecordProcess:
+    """This process's record process, started now if it is not running.
+
+    ``store_hint``: ``"sql"`` when the store will be a database (SQLite, PostgreSQL), so
+    the record process imports MLflow's SQL store before it is told which one."""
     global _process
     if _process is None or _process.gone is not None:
-        _process = RecordProcess()
+        _process = RecordProcess(store_hint)
     return _process

@@ -56,8 +56,9 @@ class RemoteTracker:
         self.location: StoreLocation = resolve_store(cfg)
         check_reachable(self.location, cfg.check_timeout)
         self.key: Key = (cfg.uri, cfg.experiment)
-        self.proc = record_process()
+        self.proc = record_process("" if self.location.uri.startswith("http") else "sql")
         self.proc.send(("open", self.key, cfg))
+        self.proc.used = True
         self._experiment_id: str | None = None
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:

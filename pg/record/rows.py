@@ -54,9 +54,13 @@ class RowBuffer:
             self._stamps[key] = now
         return now
 
-    def take(self) -> list[Row]:
+    def take(self, limit: int | None = None) -> list[Row]:
+        """The oldest ``limit`` pending rows (all by default), no longer pending."""
         with self.lock:
-            batch, self.pending = self.pending, []
+            if limit is None or limit >= len(self.pending):
+                batch, self.pending = self.pending, []
+            else:
+                batch, self.pending = self.pending[:limit], self.pending[limit:]
         return batch
 
     def put_back(self, batch: list[Row]) -> None:

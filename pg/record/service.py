@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import pickle
 import signal
 import sys
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pg.record import names
 from pg.record.store import redact
-from pg.record.writer import MAX_TAG_VALUE, clip, local_fault
+from pg.record.writer import MAX_METRICS_PER_BATCH, MAX_TAG_VALUE, clip, local_fault
 
 if TYPE_CHECKING:
     from pg.core.config import TrackingConfig
@@ -115,8 +116,10 @@ class Service:
                     self.drain()
                     return
                 self.handle(message)
-            elif not self.write_rows() and self.warmups:
+            elif self.warmups:  # ahead of rows (each < 1 s; a row may wait 2 s)
                 self.warmups.pop(0)()
+            else:
+                self.write_rows()
 
     def _timeout(self) -> float | None:
         now = time.monotonic()
@@ -269,7 +272,8 @@ class Service:
 
     # -- rows ------------------------------------------------------------------------
     def write_rows(self) -> bool:
-        """Write the pending rows of every run not backing off; whether any were due."""
+        """Write one batch of pending rows of each run not backing off (a message that
+        comes in meanwhile waits for one batch at most); whether any were due."""
         now = time.monotonic()
         due = [
             (h, r)
@@ -277,7 +281,7 @@ class Service:
             if r.rows.pending and self.retry_at.get(h, 0.0) <= now
         ]
         for handle, run in due:
-            if run.write_pending():
+            if run.write_pending(MAX_METRICS_PER_BATCH):
                 self.retry_at.pop(handle, None)
                 self.backoff.pop(handle, None)
             else:
@@ -301,27 +305,28 @@ class Service:
 
 
 def _warm_plots() -> None:
-    """matplotlib (~0.5 s), imported while the training runs rather than at its end."""
-    import matplotlib
+    """matplotlib's import and first figure (fonts, ~0.7 s), while the training runs
+    rather than at its end."""
+    from pg.plots import Curve, learning_curve_png
 
-    matplotlib.use("Agg")
-    import matplotlib.backends.backend_agg
-    import matplotlib.figure
+    learning_curve_png(Curve([1, 2], [1.0, 2.0], [2], [2.0]), "warm-up", 1.0)
 
 
 def _warm_models() -> None:
     """MLflow's model code and the package list, ready before the first model is logged."""
-    import mlflow.pyfunc  # noqa: F401
-
+    from pg.record.models import warm_up
     from pg.record.provenance import package_lock
 
     package_lock()
+    warm_up()
 
 
 def main(argv: list[str]) -> None:
     import warnings
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Copying a model's files would draw a progress bar on the training's terminal.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow logs every database error with a traceback; the run reports it in one line.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     # Asked of every PythonModel whose predict has no type hints; pg's model has an
@@ -334,7 +339,25 @@ def main(argv: list[str]) -> None:
             show(message, *args, **kwargs)
 
     warnings.showwarning = quiet
-    Service(Connection(int(argv[0]))).serve()
+    service = Service(Connection(int(argv[0])))
+    # MLflow's import (~1.2 s) and its SQL store's (~1 s) start before the training
+    # process has composed its config and sent the store's address.
+    from mlflow.tracking import MlflowClient  # noqa: F401
+
+    if len(argv) > 1 and argv[1] == "sql":
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    profile = os.environ.get("PG_RECORD_PROFILE")  # a file for cProfile's numbers
+    if profile:
+        import cProfile
+
+        cProfile.runctx("service.serve()", globals(), {"service": service}, profile)
+    else:
+        service.serve()
+    # Everything is written: skip the interpreter's teardown of MLflow and SQLAlchemy
+    # (~0.5 s) that the training process would wait for.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

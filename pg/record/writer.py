@@ -98,11 +98,12 @@ class TrackedRun:
         if self.rows.add(metrics, step) >= 10 * MAX_METRICS_PER_BATCH:
             self._wake.set()
 
-    def write_pending(self) -> bool:
-        """Write what is pending; keep it (and return False) on failure."""
+    def write_pending(self, limit: int | None = None) -> bool:
+        """Write what is pending (at most ``limit`` rows); keep it (and return False) on
+        failure."""
         from mlflow.entities import Metric
 
-        batch = self.rows.take()
+        batch = self.rows.take(limit)
         for i in range(0, len(batch), MAX_METRICS_PER_BATCH):
             chunk = [Metric(k, v, ts, s) for k, v, ts, s in batch[i : i + MAX_METRICS_PER_BATCH]]
             try:
