@@ -77,7 +77,7 @@ def _clip(
     from pg.sweep.compose import compose_trial
     from pg.sweep.trial import trial_overrides
 
-    cfg = compose_trial(config_name, trial_overrides(plan, params)).config
+    cfg = compose_trial(config_name, trial_overrides(plan, params), len(params)).config
     seed = int(tracker.run_tag(model_run, names.SEED) or cfg.seed)
     with tempfile.TemporaryDirectory(prefix="pg-best-") as tmp:
         for name, data in tracker.policy_files(model_id).items():

@@ -69,7 +69,7 @@ def run_trial(
     run_ids: list[str] = []
     interrupted: KeyboardInterrupt | None = None
     try:
-        composed = compose_trial(config_name, trial_overrides(plan, params))
+        composed = compose_trial(config_name, trial_overrides(plan, params), len(params))
         runner = _SeedRunner(plan, trial, composed, sweep_run_id, study.study_name)
         try:
             value = runner.run(outcome)
