@@ -80,6 +80,7 @@ class TrackedRun:
         self.run_id = run_id
         self.location = location
         self.rows = RowBuffer()
+        self._store: Any = False  # MLflow's SQL store, for bulk rows (None: not one)
         self.last_error: BaseException | None = None
         self._wake = threading.Event()
         self._closing = False
@@ -101,13 +102,15 @@ class TrackedRun:
     def write_pending(self, limit: int | None = None) -> bool:
         """Write what is pending (at most ``limit`` rows); keep it (and return False) on
         failure."""
-        from mlflow.entities import Metric
+        from pg.record.bulk import sql_store, write_rows
 
+        if self._store is False:
+            self._store = sql_store(self.client)
         batch = self.rows.take(limit)
         for i in range(0, len(batch), MAX_METRICS_PER_BATCH):
-            chunk = [Metric(k, v, ts, s) for k, v, ts, s in batch[i : i + MAX_METRICS_PER_BATCH]]
+            chunk = batch[i : i + MAX_METRICS_PER_BATCH]
             try:
-                self.client.log_batch(self.run_id, metrics=chunk)
+                write_rows(self.client, self._store, self.run_id, chunk)
             except Exception as exc:
                 self.rows.put_back(batch[i:])
                 self.last_error = exc
