@@ -177,6 +177,8 @@ def _die_with_parent() -> None:
 
 
 if __name__ == "__main__":
+    from pg.cli import exit_fast
+
     _die_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    sys.exit(main(sys.argv[1:]))
+    exit_fast(lambda: sys.exit(main(sys.argv[1:])))
