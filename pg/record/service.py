@@ -45,34 +45,14 @@ if TYPE_CHECKING:
 DRAIN_LIMIT = 120.0  # seconds the last rows are retried once the training process is gone
 
 # What a training process may ask for, by target.
-RUN_METHODS = frozenset(
-    {
-        "log_params",
-        "set_tags",
-        "log_files",
-        "set_reproduce_tags",
-        "log_learning_curve",
-        "log_policy_model",
-        "monitor_system",
-        "flush",
-        "run_id",
-    }
-)
-TRACKER_METHODS = frozenset(
-    {
-        "experiment_id",
-        "set_tags",
-        "attach",
-        "log_metric",
-        "status",
-        "terminate",
-        "trial_runs",
-        "best_model",
-        "policy_files",
-        "run_tag",
-        "register",
-    }
-)
+RUN_METHODS = frozenset((
+    "log_params", "set_tags", "log_files", "set_reproduce_tags", "log_learning_curve",
+    "log_policy_model", "monitor_system", "flush", "run_id",
+))  # fmt: skip
+TRACKER_METHODS = frozenset((
+    "experiment_id", "set_tags", "attach", "log_metric", "status", "terminate", "trial_runs",
+    "best_model", "policy_files", "run_tag", "register",
+))  # fmt: skip
 
 
 def error_payload(exc: BaseException) -> tuple[Any, str]:
