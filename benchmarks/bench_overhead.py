@@ -7,17 +7,20 @@
 5. The training loop vs the raw vector env at 32 envs (updates included).
 
 Every figure is a ratio of two things measured here, interleaved, so a busy machine moves
-both sides.  ``PG_METRIC_WRITER=thread`` in the environment measures the old in-process
-writer thread instead of the writer process.
+both sides; the load average is printed with each.  Each command gets a fresh copy of an
+empty store whose tables exist (making them is a one-time cost of a new store).
+``--before DIR`` also measures the whole-process figures (2, 3) with the pg checkout in
+DIR, interleaved with this one: a before/now comparison under the same load.
 
 Usage: .venv/bin/python benchmarks/bench_overhead.py [--repeats 3] [--sampler-seeds 0,1,2]
-       [--skip-sweeps]
+       [--skip-sweeps] [--before /path/to/older/checkout]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,9 +31,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def whole(args: list[str], home: Path) -> float:
-    """Seconds of one ``python -m pg.run …`` process in a store of its own."""
-    env = {**os.environ, "PG_HOME": str(home), "PYTHONPATH": str(ROOT)}
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f} on {os.cpu_count()} cores"
+
+
+_TEMPLATE: list[Path] = []
+
+
+def template_store() -> Path:
+    """An empty MLflow store with its tables made (once; creating them takes seconds, once
+    per store, which is not what a run costs)."""
+    if not _TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="pg-bench-template-"))
+        db = folder / "mlflow.db"
+        subprocess.run(
+            [sys.executable, "-c", f"from mlflow.tracking import MlflowClient as C; "
+             f"C(tracking_uri='sqlite:///{db}').search_experiments()"],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        _TEMPLATE.append(db)
+    return _TEMPLATE[0]
+
+
+def whole(args: list[str], home: Path, code: Path = ROOT) -> float:
+    """Seconds of one ``python -m pg.run …`` process in a store of its own (a copy of an
+    empty store whose tables exist)."""
+    (home / "mlruns").mkdir(parents=True)
+    shutil.copyfile(template_store(), home / "mlruns" / "mlflow.db")
+    env = {**os.environ, "PG_HOME": str(home), "PYTHONPATH": str(code)}
     start = time.perf_counter()
     done = subprocess.run(
         [
@@ -42,7 +72,7 @@ def whole(args: list[str], home: Path) -> float:
             f"hydra.sweep.dir={home}/m",
         ],
         env=env,
-        cwd=ROOT,
+        cwd=code,
         capture_output=True,
         text=True,
     )
@@ -52,21 +82,34 @@ def whole(args: list[str], home: Path) -> float:
     return elapsed
 
 
-def paired(label: str, a: list[str], b: list[str], repeats: int, target: str) -> float:
-    """Median seconds of ``a`` and ``b`` (interleaved, fresh stores) and their ratio."""
-    times_a, times_b = [], []
+def paired(
+    label: str,
+    a: list[str],
+    b: list[str],
+    repeats: int,
+    target: str,
+    trees: dict[str, Path] | None = None,
+) -> None:
+    """Median seconds of ``a`` and ``b`` (interleaved, fresh stores) and their ratio, for
+    each checkout in ``trees``."""
+    trees = trees or {"now": ROOT}
+    times: dict[tuple[str, str], list[float]] = {}
     for i in range(repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            times_a.append(whole(a, Path(tmp) / f"a{i}"))
-            times_b.append(whole(b, Path(tmp) / f"b{i}"))
-    ma, mb = statistics.median(times_a), statistics.median(times_b)
-    print(
-        f"{label}: {ma:.2f} s vs {mb:.2f} s (medians of {repeats}) = {ma / mb:.2f}x  "
-        f"[{', '.join(f'{t:.1f}' for t in times_a)} | {', '.join(f'{t:.1f}' for t in times_b)}]"
-        f"  target {target}",
-        flush=True,
-    )
-    return ma / mb
+        for name, code in trees.items():
+            for side, args in (("a", a), ("b", b)):
+                with tempfile.TemporaryDirectory() as tmp:
+                    t = whole(args, Path(tmp) / f"{side}{i}", code)
+                times.setdefault((name, side), []).append(t)
+    for name in trees:
+        ta, tb = times[(name, "a")], times[(name, "b")]
+        ma, mb = statistics.median(ta), statistics.median(tb)
+        tag = f" [{name}]" if len(trees) > 1 else ""
+        print(
+            f"{label}{tag}: {ma:.2f} s vs {mb:.2f} s (medians of {repeats}) = {ma / mb:.2f}x  "
+            f"[{', '.join(f'{t:.1f}' for t in ta)} | {', '.join(f'{t:.1f}' for t in tb)}]"
+            f"  target {target}; {load()}",
+            flush=True,
+        )
 
 
 def in_process(steps: int) -> None:
@@ -97,7 +140,7 @@ def in_process(steps: int) -> None:
         print(
             f"1. {steps:,} steps untracked {p:.2f} s, tracked {w:.2f} s (loop {i:.2f} s): "
             f"+{100 * (w / p - 1):.1f} % wall, +{100 * (i / p - 1):.1f} % inside the loop "
-            "(best of 2; target <= 5 % wall)",
+            f"(best of 2; target <= 5 % wall); {load()}",
             flush=True,
         )
         raw = raw_env_sps(untracked, steps)
@@ -106,7 +149,7 @@ def in_process(steps: int) -> None:
         collect = collection_sps(untracked, steps)
         print(
             f"5. loop {loop:,.0f} steps/s vs raw vector env {raw:,.0f} at 32 envs = "
-            f"{loop / raw:.2f} (target >= 0.50); collection alone {collect / raw:.2f}",
+            f"{loop / raw:.2f} (target >= 0.50); collection alone {collect / raw:.2f}; {load()}",
             flush=True,
         )
 
@@ -117,17 +160,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--sampler-seeds", default="0,1,2")
     parser.add_argument("--skip-sweeps", action="store_true")
+    parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--before", type=Path, help="an older pg checkout to compare with")
     args = parser.parse_args()
-    print(f"metric writer: {os.environ.get('PG_METRIC_WRITER', 'process')}", flush=True)
-    in_process(args.steps)
-    run_a = paired(
+    trees = {"now": ROOT}
+    if args.before is not None:
+        trees = {"before": args.before.resolve(), "now": ROOT}
+    print(f"pg at {ROOT}; {load()}", flush=True)
+    if not args.skip_in_process:
+        in_process(args.steps)
+    paired(
         "2. whole pg.run tracked vs untracked",
         [],
         ["tracking.enabled=false"],
         args.repeats,
-        "<= 1.15x",
+        "<= 1.15x, tracked <= 4 s",
+        trees,
     )
-    del run_a
     if args.skip_sweeps:
         return
     paired(
@@ -136,6 +185,7 @@ def main() -> None:
         ["-m", "tracking.enabled=false"],
         max(1, args.repeats - 1),
         "<= 1.10x, tracked <= 15 s",
+        trees,
     )
     for seed in args.sampler_seeds.split(","):
         paired(

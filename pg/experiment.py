@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from pg.core.train import Report, ReportHook, TrainResult
-    from pg.record.writer import TrackedRun
+    from pg.record.remote import RemoteRun
 
 
 @dataclass
@@ -113,11 +112,18 @@ def execution(
     tags: dict[str, str] | None = None,
     on_start: Callable[[str], None] | None = None,
     run_name: str | None = None,
+    wait_at_end: bool = True,
 ) -> Generator[Report, None, Outcome]:
     """:func:`execute` as a generator of ``(step, objective)`` reports.
 
     Throwing an exception into it ends the MLflow run accordingly (``Stopped`` ->
     its status, ``KeyboardInterrupt`` -> KILLED, anything else -> FAILED) and re-raises.
+
+    The run is recorded by the record process (:mod:`pg.record.remote`): this process
+    trains while the run is created, and draws the clip while the curve and the model
+    are written.  ``on_start`` gets the run's id once the run exists (at the latest when
+    the generator ends); ``wait_at_end=False`` does not wait for the run's end to be
+    written (a sweep trains its next trial meanwhile).
     """
     from pg.core.train import training
 
@@ -127,13 +133,13 @@ def execution(
 
     from pg.core import metrics as m
     from pg.core.policy import policy_files
-    from pg.plots import learning_curve_png
+    from pg.plots import Curve
     from pg.record import names
-    from pg.record.provenance import package_lock, system_json
+    from pg.record.provenance import system_json
+    from pg.record.remote import remote_tracker
     from pg.record.store import default_location
-    from pg.record.tracker import tracker_for
 
-    tracker = tracker_for(cfg.tracking)
+    tracker = remote_tracker(cfg.tracking)
     run_tags = {
         names.KIND: names.KIND_RUN,
         names.ENV: cfg.env.id,
@@ -142,50 +148,38 @@ def execution(
         names.OBJECTIVE: cfg.train.objective,
     }
     run_tags.update(tags or {})
-    run = tracker.start_run(run_name or default_run_name(cfg), run_tags, parent_run_id)
-    if on_start is not None:  # a sweep records the run id before training starts
-        on_start(run.run_id)
+    run = tracker.start_run(
+        run_name or default_run_name(cfg), run_tags, parent_run_id, wait_at_end=wait_at_end
+    )
+    if on_start is not None:  # a sweep records the run id as soon as the run exists
+        run.on_start(on_start)
     if cfg.tracking.system_metrics:
         run.monitor_system()
     with run:
-        reproduce = f"python -m pg.reproduce {run.run_id}"
-        if tracker.location != default_location():
-            # Only the embedded store is found without being named.
-            reproduce += f" --tracking-uri {shlex.quote(tracker.location.display)}"
-        run.set_tags(
-            {
-                names.REPRODUCE: reproduce,
-                names.NOTE: f"Reproduce this run with:\n\n    {reproduce}\n",
-            }
-        )
+        # Only the embedded store is found without being named.
+        shown = tracker.location.display if tracker.location != default_location() else None
+        run.set_reproduce_tags(shown)
         run.log_params(config_params(cfg))
-        run.log_files(
-            {
-                **snapshot.files(),
-                names.LOCK_FILE: package_lock(),
-                names.SYSTEM_FILE: system_json(cfg.train.torch_threads),
-            }
-        )
+        files = {**snapshot.files(), names.SYSTEM_FILE: system_json(cfg.train.torch_threads)}
+        run.log_files(files, package_lock=True)
         result = yield from training(cfg, sink=run)
         run.log_metrics({m.OBJECTIVE: result.objective}, result.steps)
         run.set_tags({names.SOLVED: str(result.solved).lower(), names.STEPS: str(result.steps)})
-        curve = learning_curve_png(
-            result, f"{default_run_name(cfg)} ({run.run_id[:8]})", cfg.train.target_return
+        curve = Curve(
+            result.episode_steps, result.episode_returns, result.eval_steps, result.eval_returns
         )
+        run.log_learning_curve(curve, default_run_name(cfg), cfg.train.target_return)
         weights = policy_files(result.policy, result.spec)
-        run.log_files(
-            {
-                **{f"{names.MODEL_DIR}/{name}": content for name, content in weights.items()},
-                names.CURVE_FILE: curve,
-            }
-        )
-        run.log_policy_model(weights, result.spec, {m.OBJECTIVE: result.objective}, result.steps)
-        if cfg.train.video:
+        run.log_files({f"{names.MODEL_DIR}/{name}": data for name, data in weights.items()})
+        pixels = result.spec.model == "conv"
+        objective = {m.OBJECTIVE: result.objective}
+        run.log_policy_model(weights, result.spec.obs_shape, pixels, objective, result.steps)
+        if cfg.train.video:  # drawn here while the record process writes the above
             log_clip(run, cfg, result.policy)
     return Outcome(run.run_id, result.objective, result)
 
 
-def log_clip(run: TrackedRun, cfg: Config, policy: nn.Module) -> None:
+def log_clip(run: RemoteRun, cfg: Config, policy: nn.Module) -> None:
     """One greedy episode as ``media/policy.gif``, rendered after training has ended."""
     from pg.core.video import greedy_clip
     from pg.record import names
@@ -219,9 +213,9 @@ def summary(outcome: Outcome, cfg: Config) -> list[str]:
     lines.append(f"MLflow run {outcome.run_id} in experiment '{exp}' at {loc.display}")
     if loc.sqlite_path is not None:
         from pg.record.names import UI_TRAINING_VIEW
-        from pg.record.tracker import tracker_for
+        from pg.record.remote import remote_tracker
 
-        page = f"#/experiments/{tracker_for(cfg.tracking).experiment_id}/runs/{outcome.run_id}"
+        page = f"#/experiments/{remote_tracker(cfg.tracking).experiment_id}/runs/{outcome.run_id}"
         lines.append(
             "browse it with: python -m pg.ui   (then open "
             f"http://127.0.0.1:5000/{page}{UI_TRAINING_VIEW})"

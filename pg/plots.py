@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,19 +18,19 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from pg.core.train import TrainResult
-
 STATE_COLORS = {"COMPLETE": "tab:green", "PRUNED": "tab:orange", "FAIL": "tab:red"}
 DPI = 100
 
 
-def figure(width: float = 8.0, height: float = 4.5) -> Figure:
+def figure(width: float = 8.0, height: float = 4.5, constrained: bool = True) -> Figure:
+    """``constrained=False``: fixed margins, for a figure whose labels are known to fit
+    (the constrained-layout solver is a third of drawing a simple plot)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained" if constrained else None)
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -38,9 +39,23 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def learning_curve_png(result: TrainResult, title: str, target: float | None) -> bytes:
-    """Episode returns, their running mean over 100 and the greedy evaluations."""
-    fig = figure(7.0, 4.0)
+@dataclass
+class Curve:
+    """What a learning curve is drawn from: a training result's episodes and evaluations,
+    without its policy (so the record process can draw it without importing torch)."""
+
+    episode_steps: Sequence[int] = field(default_factory=list)
+    episode_returns: Sequence[float] = field(default_factory=list)
+    eval_steps: Sequence[int] = field(default_factory=list)
+    eval_returns: Sequence[float] = field(default_factory=list)
+
+
+def learning_curve_png(result: Curve, title: str, target: float | None) -> bytes:
+    """Episode returns, their running mean over 100 and the greedy evaluations.
+
+    Drawn for every run (in the record process): fixed margins, as its labels are short."""
+    fig = figure(7.0, 4.0, constrained=False)
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.92, bottom=0.12)
     ax = fig.add_subplot()
     steps = np.asarray(result.episode_steps)
     rets = np.asarray(result.episode_returns)

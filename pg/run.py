@@ -12,19 +12,38 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import hydra
-from omegaconf import DictConfig
-
-from pg.core.checks import check_group_overrides
-from pg.core.config import ConfigError, register_configs, to_config
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 EXIT_FAILED, EXIT_INVALID, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
+# Options that only print (help, the config, completion): no run, no record process.
+_PRINT_ONLY = (
+    "-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc",
+    "--shell-completion", "--version", "-p", "--package", "--resolve",
+)  # fmt: skip
+
+
+def prestart_record(argv: list[str]) -> None:
+    """Start the record process before Hydra and torch load, unless the command line
+    says this command records nothing: its import of MLflow (~2 s) then overlaps theirs.
+
+    A config that turns tracking off anyway (an overlay) leaves it unused; it is stopped
+    at exit without having touched any store."""
+    if any(a in _PRINT_ONLY for a in argv) or "tracking.enabled=false" in argv:
+        return
+    from pg.record.process import record_process
+
+    server = any(a.startswith(("tracking=server", "tracking.uri=http")) for a in argv)
+    server = server or os.environ.get("MLFLOW_TRACKING_URI", "").startswith("http")
+    record_process("" if server else "sql")
+
 
 def _main(cfg: DictConfig) -> float:
-    from pg.record.store import StoreUnavailableError, check_reachable, resolve_store
+    from pg.core.config import ConfigError, to_config
+    from pg.record.store import StoreUnavailableError, resolve_store
 
     try:
         config = to_config(cfg)
@@ -36,8 +55,11 @@ def _main(cfg: DictConfig) -> float:
 
     try:
         if location is not None:
-            # Before torch and matplotlib load: a dead store is reported in seconds.
-            check_reachable(location, config.tracking.check_timeout)
+            # Before torch loads: a dead store is reported in seconds, and the record
+            # process connects to a live one while this process imports torch and trains.
+            from pg.record.remote import remote_tracker
+
+            remote_tracker(config.tracking)
         outcome = execute(config, Snapshot.from_hydra(cfg))
     except StoreUnavailableError as exc:
         print(f"pg: {exc}; nothing was trained", file=sys.stderr)
@@ -52,12 +74,16 @@ def _main(cfg: DictConfig) -> float:
     return outcome.objective
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def _hydra_main(cfg: DictConfig) -> Any:
-    return _main(cfg)
+def _hydra_main() -> Any:
+    import hydra
+
+    return hydra.main(version_base="1.3", config_path="../conf", config_name="config")(_main)()
 
 
 def main() -> Any:
+    from pg.core.checks import check_group_overrides
+    from pg.core.config import ConfigError, register_configs
+
     # The typed schema must be in Hydra's ConfigStore before Hydra composes.
     register_configs()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -142,4 +168,7 @@ def _messages(exc: BaseException) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    from pg.cli import exit_fast
+
+    prestart_record(sys.argv[1:])
+    exit_fast(main)

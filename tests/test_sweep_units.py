@@ -111,3 +111,34 @@ def test_sweep_file_nulls_and_booleans_become_hydra_values() -> None:
     assert entry_line("train.target_return", None) == "train.target_return=null"
     assert entry_line("train.progress", False) == "train.progress=false"
     assert entry_line("algo.batch_size", [2, 4]) == "algo.batch_size=2,4"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["algo.lr=0.001", "algo.gamma=0.95", "algo.batch_size=4"],
+        ["algo.lr=0.02125077402124213", "algo.gamma=0.979684294084676", "algo.batch_size=16"],
+        ["env.max_episode_steps=10", "algo.clip_grad=0.5", "train.target_return=null"],
+        ["train.max_steps=1234", "model.hidden=[32,32]"],
+        ["algo=pg", "algo.lr=0.01"],  # a config group: composed by Hydra itself
+    ],
+)
+def test_trial_config_set_by_value_is_hydras_own_compose(values: list[str]) -> None:
+    """A trial's sampled values set on a copy of the config composed once give exactly
+    what Hydra's compose gives: the config, its YAML snapshot and Hydra's own node."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from pg.sweep.compose import compose_trial, ensure_hydra
+    from pg.sweep.spec import QUIET
+
+    GlobalHydra.instance().clear()
+    ensure_hydra(str(Path(__file__).resolve().parent.parent / "conf"))
+    try:
+        fixed = [*QUIET, "train.max_steps=300000", "train.report_every=10000", "seed=3"]
+        for _ in range(2):  # the second time from the cached composition
+            fast = compose_trial("config", [*fixed, *values], len(values))
+            hydra = compose_trial("config", [*fixed, *values])
+            assert fast.snapshot == hydra.snapshot
+            assert fast.config == hydra.config
+    finally:
+        GlobalHydra.instance().clear()

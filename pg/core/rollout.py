@@ -102,6 +102,9 @@ class Finished:
     lengths: list[int] = field(default_factory=list)
 
 
+NOTHING_ENDED = Finished()  # shared: the training loop only reads it
+
+
 class Collector:
     """Steps the vector env with actions sampled from the policy.
 
@@ -133,11 +136,17 @@ class Collector:
     def act(self, obs: NDArray[Any]) -> NDArray[np.int64]:
         logits = self.actor(obs)
         # Softmax without normalising: sampling against the unnormalised CDF is the same.
-        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+        # In place: the same arithmetic without temporary arrays (this runs every step).
+        np.subtract(logits, logits.max(axis=1, keepdims=True), out=logits)
+        weights = np.exp(logits, out=logits)
         cdf = np.cumsum(weights, axis=1)
-        # u < total, so at most n_actions - 1 CDF entries lie below it: always a valid action.
+        # u <= total, so no more than n_actions - 1 CDF entries lie below it.
         u = self.rng.random((weights.shape[0], 1)) * cdf[:, -1:]
-        actions: NDArray[np.int64] = (u > cdf).sum(axis=1)
+        actions: NDArray[np.int64]
+        if cdf.shape[1] == 2:  # the count is then whether u passes the first entry
+            actions = (u[:, 0] > cdf[:, 0]).astype(np.int64)
+        else:
+            actions = (u > cdf).sum(axis=1)
         return actions
 
     def policy_changed(self) -> None:
@@ -152,16 +161,17 @@ class Collector:
         self.buffer.add(self.obs, actions, rewards, dones, valid)
         self.obs = next_obs
         self.steps += int(np.count_nonzero(valid))
-        self.ep_return += np.where(valid, rewards, 0.0)
+        # Rewards of the reset step after an episode (not valid) are not added.
+        np.add(self.ep_return, rewards, out=self.ep_return, where=valid)
         self.ep_length += valid
-        finished = Finished()
-        ended = np.flatnonzero(dones & valid)
-        for i in ended:
-            finished.returns.append(float(self.ep_return[i]))
-            finished.lengths.append(int(self.ep_length[i]))
+        ended_now = dones & valid
+        self.after_done = ended_now
+        if not ended_now.any():
+            return NOTHING_ENDED
+        ended = np.flatnonzero(ended_now)
+        finished = Finished(self.ep_return[ended].tolist(), self.ep_length[ended].tolist())
         self.ep_return[ended] = 0.0
         self.ep_length[ended] = 0
-        self.after_done = dones & valid
         return finished
 
 

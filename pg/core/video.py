@@ -50,7 +50,19 @@ def render_env(cfg: EnvConfig) -> gym.Env[Any, Any]:
     if cfg.atari or _is_atari(cfg.id):
         _register_atari()
         return _atari_env(cfg.id, cfg.frame_stack, **kwargs)
-    return gym.make(cfg.id, **kwargs)
+    env = gym.make(cfg.id, **kwargs)
+    _draw_small(env.unwrapped)
+    return env
+
+
+def _draw_small(base: Any) -> None:
+    """Have an env that draws at ``screen_width`` x ``screen_height`` (CartPole) draw at
+    the clip's size: drawing 600 px frames and keeping every other pixel cost ~4x more
+    (the 500 frames of a solved CartPole episode: ~1.2 s instead of ~0.3 s)."""
+    width, height = getattr(base, "screen_width", None), getattr(base, "screen_height", None)
+    if isinstance(width, int) and isinstance(height, int) and width > MAX_WIDTH:
+        k = -(-width // MAX_WIDTH)  # the same factor gif_bytes would shrink by
+        base.screen_width, base.screen_height = width // k, height // k
 
 
 def greedy_clip(cfg: EnvConfig, policy: nn.Module, seed: int, max_steps: int = MAX_STEPS) -> Clip:

@@ -8,6 +8,9 @@ how it is written and how it is read are kept here, once:
 - :mod:`pg.record.provenance` — git, packages, system and command facts of a run;
 - :mod:`pg.record.tracker` — a connection to one experiment: create and edit runs;
 - :mod:`pg.record.writer` — one run being written (metrics off the training's hot path);
+- :mod:`pg.record.service` — the record process, where a training process's runs are
+  written (:mod:`pg.record.remote` and :mod:`pg.record.process` are the training
+  process's side: it imports no MLflow);
 - :mod:`pg.record.reader` — runs, histories, artifacts and snapshots read back.
 
 Submodules are imported on demand: ``python -m pg.run --help`` must not pay for MLflow.

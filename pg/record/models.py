@@ -60,9 +60,7 @@ def log_policy_model(
 ) -> str:
     """Log the policy ``files`` (weights + spec) as a LoggedModel of ``run_id``; its id."""
     import os
-    import warnings
 
-    import mlflow.pyfunc
     from mlflow.entities import LoggedModelOutput
     from mlflow.models import Model
 
@@ -78,31 +76,14 @@ def log_policy_model(
     )
     try:
         with tempfile.TemporaryDirectory(prefix="pg-model-") as tmp:
-            policy_dir = Path(tmp) / names.MODEL_POLICY_ARTIFACT
-            policy_dir.mkdir()
-            for name, content in files.items():
-                target = policy_dir / name
-                if isinstance(content, bytes):
-                    target.write_bytes(content)
-                else:
-                    target.write_text(content)
             local = Path(tmp) / "model"
-            with warnings.catch_warnings():
-                # The signature is given: MLflow's advice to add an input example is moot.
-                warnings.filterwarnings("ignore", message=".*input example")
-                mlflow.pyfunc.save_model(
-                    path=str(local),
-                    python_model=str(CODE_FILE),
-                    artifacts={names.MODEL_POLICY_ARTIFACT: str(policy_dir)},
-                    signature=_signature(obs_shape, pixels),  # type: ignore[arg-type]
-                    pip_requirements=_requirements(),
-                    mlflow_model=Model(
-                        artifact_path=model.artifact_location,
-                        run_id=run_id,
-                        model_id=model.model_id,
-                        model_uuid=model.model_id,
-                    ),
-                )
+            mlflow_model = Model(
+                artifact_path=model.artifact_location,
+                run_id=run_id,
+                model_id=model.model_id,
+                model_uuid=model.model_id,
+            )
+            _save(local, files, obs_shape, pixels, mlflow_model)
             client.log_model_artifacts(model.model_id, str(local))
     except BaseException:
         client.finalize_logged_model(model.model_id, "FAILED")
@@ -111,6 +92,47 @@ def log_policy_model(
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step)])
     client.log_batch(run_id, metrics=_linked(client, run_id, metrics, step, model.model_id))
     return str(model.model_id)
+
+
+def _save(
+    local: Path,
+    files: Mapping[str, str | bytes],
+    obs_shape: tuple[int, ...],
+    pixels: bool,
+    mlflow_model: object | None,
+) -> None:
+    """The pyfunc model folder at ``local`` (``files`` as its policy artifact)."""
+    import warnings
+
+    import mlflow.pyfunc
+
+    policy_dir = local.parent / names.MODEL_POLICY_ARTIFACT
+    policy_dir.mkdir()
+    for name, content in files.items():
+        target = policy_dir / name
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+    with warnings.catch_warnings():
+        # The signature is given: MLflow's advice to add an input example is moot.
+        warnings.filterwarnings("ignore", message=".*input example")
+        mlflow.pyfunc.save_model(
+            path=str(local),
+            python_model=str(CODE_FILE),
+            artifacts={names.MODEL_POLICY_ARTIFACT: str(policy_dir)},
+            signature=_signature(obs_shape, pixels),  # type: ignore[arg-type]
+            pip_requirements=_requirements(),
+            mlflow_model=mlflow_model,  # type: ignore[arg-type]
+        )
+
+
+def warm_up() -> None:
+    """Save a model nobody logs: MLflow's first save in a process reads every installed
+    distribution's metadata (~0.7 s), which a run's record process does while it waits
+    for the training rather than after it."""
+    with tempfile.TemporaryDirectory(prefix="pg-model-warm-") as tmp:
+        _save(Path(tmp) / "model", {"spec.json": "{}"}, (1,), False, None)
 
 
 def _linked(

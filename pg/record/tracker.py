@@ -87,6 +87,7 @@ class Tracker:
         run_name: str | None,
         tags: Mapping[str, str] | None = None,
         parent_run_id: str | None = None,
+        background: bool = True,
     ) -> TrackedRun:
         all_tags = dict(base_tags())
         all_tags.update(tags or {})
@@ -97,13 +98,13 @@ class Tracker:
             run_name=run_name,
             tags={k: clip(v, MAX_TAG_VALUE) for k, v in all_tags.items()},
         )
-        return TrackedRun(self.client, run.info.run_id, self.location)
+        return TrackedRun(self.client, run.info.run_id, self.location, background)
 
     # -- editing runs that exist (sweep parents, trials, reproductions) ---------------
     def reader(self) -> Reader:
         return Reader(self.location, self.client)
 
-    def reopen(self, run_id: str) -> TrackedRun | None:
+    def reopen(self, run_id: str, background: bool = True) -> TrackedRun | None:
         """An active run continued (a resumed sweep's parent); ``None`` if it is gone."""
         from mlflow.exceptions import MlflowException
 
@@ -114,7 +115,7 @@ class Tracker:
         if found.info.lifecycle_stage != "active":
             return None
         self.client.update_run(run_id, status="RUNNING")
-        return TrackedRun(self.client, run_id, self.location)
+        return TrackedRun(self.client, run_id, self.location, background)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
@@ -142,6 +143,30 @@ class Tracker:
             (r.info.run_id, r.info.status)
             for r in self.reader().search([self.experiment_id], query)
         ]
+
+    # -- the best trial's model (the end of a sweep) ------------------------------------
+    def best_model(self, run_id: str, maximize: bool) -> tuple[str, str] | None:
+        from pg.record.models import best_model
+
+        return best_model(self.client, run_id, maximize)
+
+    def policy_files(self, model_id: str) -> dict[str, bytes]:
+        """The policy files of a LoggedModel (weights and spec), as bytes."""
+        import tempfile
+
+        from pg.record.models import download_policy
+
+        with tempfile.TemporaryDirectory(prefix="pg-best-") as tmp:
+            folder = download_policy(self.client, model_id, Path(tmp))
+            return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+    def run_tag(self, run_id: str, key: str) -> str | None:
+        return self.client.get_run(run_id).data.tags.get(key)
+
+    def register(self, name: str, model_id: str, run_id: str, tags: Mapping[str, str]) -> str:
+        from pg.record.models import register
+
+        return register(self.client, name, model_id, run_id, tags)
 
 
 _trackers: dict[tuple[str | None, str], Tracker] = {}

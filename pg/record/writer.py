@@ -1,8 +1,11 @@
-"""One run being written: a metric sink with a background writer, plus artifacts.
+"""One run being written: a metric sink, plus params, tags, artifacts and the model.
 
-Metrics are buffered as plain tuples and written with ``log_batch`` by a background
-thread (a per-call ``log_metric`` costs ~5 ms on SQLite), so the training loop never waits
-for the store; failed batches are kept and retried with back-off while the store is down.
+Metrics are buffered as plain tuples and written with ``log_batch`` (a per-call
+``log_metric`` costs ~5 ms on SQLite), by a background thread or by the record process's
+loop, so the training loop never waits for the store; failed batches are kept and
+retried with back-off while the store is down.  Every other call retries a server that
+does not answer for up to ``retry_limit`` seconds, and gives up at once on a full or
+read-only local disk.
 """
 
 from __future__ import annotations
@@ -16,16 +19,16 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pg.record import names
+from pg.record.rows import RowBuffer
 from pg.record.store import StoreLocation, redact
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from pg.core.policy import PolicySpec
-    from pg.record.metric_writer import MetricWriter
+    from pg.plots import Curve
 
 # MLflow's limits (mlflow.utils.validation); values are truncated rather than rejected.
 MAX_PARAM_VALUE = 6000
@@ -58,95 +61,58 @@ class TrackedRun:
 
     Used as a context manager it ends the run FINISHED, KILLED on Ctrl-C (or a
     :class:`Stopped` exception) and FAILED with the error on any other exception.
+
+    With ``background=False`` (in the record process, :mod:`pg.record.service`) there is
+    no writer thread: the owner calls :meth:`write_pending` when it has time.
     """
 
     flush_interval = 1.0  # seconds between background writes (a SIGKILL loses at most this)
     retry_limit = 120.0  # seconds a final flush keeps retrying a failing store
 
-    def __init__(self, client: MlflowClient, run_id: str, location: StoreLocation) -> None:
-        from pg.record.metric_writer import writer_for
-
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        location: StoreLocation,
+        background: bool = True,
+    ) -> None:
         self.client = client
         self.run_id = run_id
         self.location = location
-        # Metric rows go to this process's writer process (off the GIL); without one the
-        # background thread below writes them itself.
-        self._process: MetricWriter | None = writer_for(location.uri)
-        self._pending: list[tuple[str, float, int, int]] = []
-        self._stamp_step: int | None = None
-        self._last_stamp = 0
-        self._stamps: dict[tuple[str, float | None], int] = {}
-        self._lock = threading.Lock()
+        self.rows = RowBuffer()
+        self._store: Any = False  # MLflow's SQL store, for bulk rows (None: not one)
+        self.last_error: BaseException | None = None
         self._wake = threading.Event()
         self._closing = False
-        self._writer = threading.Thread(target=self._write_loop, name="mlflow-writer", daemon=True)
-        self._writer.start()
+        self._writer: threading.Thread | None = None
+        if background:
+            self._writer = threading.Thread(
+                target=self._write_loop, name="mlflow-writer", daemon=True
+            )
+            self._writer.start()
         self.status: str | None = None
         self._system: Any = None
 
     # -- metrics ---------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         # Plain tuples here; MLflow entities are built by the writer, off the hot path.
-        with self._lock:
-            # Never earlier than the last stamp: MLflow orders a history by timestamp
-            # first, so a stamp bumped by _distinct_stamp must not overtake later steps.
-            now = max(int(time.time() * 1000), self._last_stamp)
-            now = self._distinct_stamp(metrics, now, step)
-            self._last_stamp = now
-            self._pending.extend((k, float(v), now, step) for k, v in metrics.items())
-            full = len(self._pending) >= 10 * MAX_METRICS_PER_BATCH
-        if full:
+        if self.rows.add(metrics, step) >= 10 * MAX_METRICS_PER_BATCH:
             self._wake.set()
 
-    def _distinct_stamp(self, metrics: Mapping[str, float], now: int, step: int) -> int:
-        """A timestamp that no equal (key, value) at this step already carries.
+    def write_pending(self, limit: int | None = None) -> bool:
+        """Write what is pending (at most ``limit`` rows); keep it (and return False) on
+        failure."""
+        from pg.record.bulk import sql_store, write_rows
 
-        MLflow keys a metric row by (key, timestamp, step, value) and silently drops
-        repeats, so two episodes ending at the same step with the same return within one
-        millisecond would be stored once (or twice, if the clock ticked in between):
-        lost data, and a history that differs between two identical runs.
-        """
-        if step != self._stamp_step:
-            self._stamp_step, self._stamps = step, {}
-        keys = [(k, v if v == v else None) for k, v in metrics.items()]  # NaN != NaN
-        for key in keys:
-            last = self._stamps.get(key)
-            if last is not None and last >= now:
-                now = last + 1
-        for key in keys:
-            self._stamps[key] = now
-        return now
-
-    def _take(self) -> list[tuple[str, float, int, int]]:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        return batch
-
-    def _put_back(self, batch: list[tuple[str, float, int, int]]) -> None:
-        with self._lock:
-            self._pending = batch + self._pending
-
-    def _write(self) -> bool:
-        """Write (or ship to the writer process) what is pending; keep it on failure."""
-        from mlflow.entities import Metric
-
-        from pg.record.metric_writer import WriterGoneError
-
-        batch = self._take()
-        if self._process is not None and batch:
-            try:
-                self._process.send(self.run_id, batch)
-                return True
-            except WriterGoneError:
-                self._process = None  # write in this process from now on
-        elif self._process is not None:
-            return True
+        if self._store is False:
+            self._store = sql_store(self.client)
+        batch = self.rows.take(limit)
         for i in range(0, len(batch), MAX_METRICS_PER_BATCH):
-            chunk = [Metric(k, v, ts, s) for k, v, ts, s in batch[i : i + MAX_METRICS_PER_BATCH]]
+            chunk = batch[i : i + MAX_METRICS_PER_BATCH]
             try:
-                self.client.log_batch(self.run_id, metrics=chunk)
+                write_rows(self.client, self._store, self.run_id, chunk)
             except Exception as exc:
-                self._put_back(batch[i:])
+                self.rows.put_back(batch[i:])
                 self.last_error = exc
                 return False
         return True
@@ -158,25 +124,13 @@ class TrackedRun:
             self._wake.clear()
             if self._closing:
                 break
-            backoff = self.flush_interval if self._write() else min(backoff * 2, 10.0)
+            backoff = self.flush_interval if self.write_pending() else min(backoff * 2, 10.0)
 
     def flush(self) -> None:
         """Write every pending metric, retrying with back-off while the store is down."""
 
-        from pg.record.metric_writer import WriterGoneError
-
-        if self._process is not None:
-            self._write()
-            try:
-                error = self._process.flush(self.run_id, self.retry_limit)
-            except WriterGoneError:
-                error = "the metric writer process died before confirming the write"
-            if error is None:
-                return
-            raise RuntimeError(f"could not write metrics to {self.location.display}: {error}")
-
         def write_all() -> None:
-            if not self._write():
+            if not self.write_pending():
                 raise RuntimeError(
                     f"could not write metrics to {self.location.display}: {self.last_error}"
                 )
@@ -208,9 +162,33 @@ class TrackedRun:
                 )
             )
 
-    def log_files(self, files: Mapping[str, str | bytes]) -> None:
-        """Upload ``{artifact path: content}`` in one call (one round trip on a server)."""
+    def log_files(self, files: Mapping[str, str | bytes], package_lock: bool = False) -> None:
+        """Upload ``{artifact path: content}`` in one call (one round trip on a server).
+
+        ``package_lock``: add the installed packages (:data:`names.LOCK_FILE`), read by the
+        process that writes, which runs in the same environment as the training."""
+        if package_lock:
+            from pg.record.provenance import package_lock as lock
+
+            files = {**files, names.LOCK_FILE: lock()}
         self._retry(lambda: TrackedRun.upload(self.client, self.run_id, files))
+
+    def set_reproduce_tags(self, store: str | None) -> None:
+        """How to re-make this run (``store``: the store to name, unless the default)."""
+        import shlex
+
+        reproduce = f"python -m pg.reproduce {self.run_id}"
+        if store is not None:  # only the embedded store is found without being named
+            reproduce += f" --tracking-uri {shlex.quote(store)}"
+        note = f"Reproduce this run with:\n\n    {reproduce}\n"
+        self.set_tags({names.REPRODUCE: reproduce, names.NOTE: note})
+
+    def log_learning_curve(self, curve: Curve, name: str, target: float | None) -> None:
+        """The learning curve as :data:`names.CURVE_FILE`, titled with the run's id."""
+        from pg.plots import learning_curve_png
+
+        png = learning_curve_png(curve, f"{name} ({self.run_id[:8]})", target)
+        self.log_files({names.CURVE_FILE: png})
 
     @staticmethod
     def upload(client: MlflowClient, run_id: str, files: Mapping[str, str | bytes]) -> None:
@@ -228,7 +206,8 @@ class TrackedRun:
     def log_policy_model(
         self,
         files: Mapping[str, str | bytes],
-        spec: PolicySpec,
+        obs_shape: tuple[int, ...],
+        pixels: bool,
         metrics: Mapping[str, float],
         step: int,
     ) -> str:
@@ -243,8 +222,8 @@ class TrackedRun:
                     self.client,
                     self.run_id,
                     files,
-                    obs_shape=spec.obs_shape,
-                    pixels=spec.model == "conv",
+                    obs_shape=obs_shape,
+                    pixels=pixels,
                     metrics=metrics,
                     step=step,
                 )
@@ -283,14 +262,30 @@ class TrackedRun:
             self.run_id, sampling_interval=interval, tracking_uri=self.location.uri
         )
         self._system.start()
+        self._system_until = time.monotonic() + 5 * interval
+
+    def _finish_system(self) -> None:
+        """Stop the sampling, after its first sample: the monitor publishes one only after
+        a whole interval, and a short run (ended by the training process the moment its
+        training is done) must still show the machine's load."""
+        system, self._system = self._system, None
+        thread = getattr(system, "_process", None)  # MLflow 3's sampling thread
+        while (
+            getattr(system, "_logging_step", 1) == 0  # nothing published yet
+            and thread is not None
+            and thread.is_alive()
+            and time.monotonic() < self._system_until
+        ):
+            time.sleep(0.05)
+        system.finish()
 
     def end(self, status: str) -> None:
         if self._system is not None:
-            self._system.finish()
-            self._system = None
+            self._finish_system()
         self._closing = True
         self._wake.set()
-        self._writer.join()
+        if self._writer is not None:
+            self._writer.join()
         try:
             self.flush()
         except Exception as exc:
@@ -313,25 +308,40 @@ class TrackedRun:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            self.end("FINISHED")
-            return
-        if isinstance(exc, Stopped):
-            self.set_tags({names.STOPPED: exc.reason})
-            self.end(exc.status)
-            return
-        if isinstance(exc, KeyboardInterrupt | GeneratorExit):
-            reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "abandoned"
-            self.set_tags({names.STOPPED: reason})
-            self.end("KILLED")
-            return
-        message = f"{type(exc).__name__}: {exc}"
-        with contextlib.suppress(Exception):
-            self.set_tags({names.ERROR: message})
-            self.log_files(
-                {names.TRACEBACK_FILE: "".join(traceback.format_exception(exc_type, exc, tb))}
-            )
-        self.end("FAILED")
+        end_as(self, exc_type, exc, tb)
+
+
+class EndableRun(Protocol):
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+    def log_files(self, files: Mapping[str, str | bytes], package_lock: bool = False) -> None: ...
+    def end(self, status: str) -> None: ...
+
+
+def end_as(
+    run: EndableRun,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> None:
+    """End ``run`` as the exception that left its ``with`` block says (None: FINISHED)."""
+    if exc is None:
+        run.end("FINISHED")
+        return
+    if isinstance(exc, Stopped):
+        run.set_tags({names.STOPPED: exc.reason})
+        run.end(exc.status)
+        return
+    if isinstance(exc, KeyboardInterrupt | GeneratorExit):
+        reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "abandoned"
+        run.set_tags({names.STOPPED: reason})
+        run.end("KILLED")
+        return
+    message = f"{type(exc).__name__}: {exc}"
+    with contextlib.suppress(Exception):
+        run.set_tags({names.ERROR: message})
+        trace = "".join(traceback.format_exception(exc_type, exc, tb))
+        run.log_files({names.TRACEBACK_FILE: trace})
+    run.end("FAILED")
 
 
 class Stopped(Exception):  # noqa: N818 - a stop request, not an error

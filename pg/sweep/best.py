@@ -14,7 +14,7 @@ from pg.sweep.spec import QUIET
 if TYPE_CHECKING:
     import optuna
 
-    from pg.record.tracker import Tracker
+    from pg.record.remote import RemoteTracker
     from pg.sweep.spec import Plan
 
 
@@ -29,17 +29,17 @@ def video_wanted(plan: Plan) -> bool:
     return wanted
 
 
-def finish_best(study: optuna.Study, plan: Plan, config_name: str, tracker: Tracker) -> list[str]:
+def finish_best(
+    study: optuna.Study, plan: Plan, config_name: str, tracker: RemoteTracker
+) -> list[str]:
     """GIF on the best trial's run, then registration; lines for the user."""
     from optuna.study import StudyDirection
-
-    from pg.record.models import best_model
 
     best = best_trial(study)
     trial_run = best.user_attrs.get(names.ATTR_MLFLOW_RUN) if best is not None else None
     if best is None or not trial_run:
         return []
-    found = best_model(tracker.client, str(trial_run), study.direction == StudyDirection.MAXIMIZE)
+    found = tracker.best_model(str(trial_run), study.direction == StudyDirection.MAXIMIZE)
     if found is None:
         return [f"pg: trial {best.number} logged no model; nothing to show or register"]
     model_run, model_id = found
@@ -49,15 +49,13 @@ def finish_best(study: optuna.Study, plan: Plan, config_name: str, tracker: Trac
         lines.append(f"pg: {names.POLICY_GIF} of trial {best.number} on run {trial_run}")
     name = plan.spec.register_model
     if name:
-        from pg.record.models import register
-
         tags = {
             names.STUDY: study.study_name,
             names.TRIAL_NUMBER: str(best.number),
             names.BEST_VALUE: repr(best.value),
             names.MODEL_ID: model_id,
         }
-        version = register(tracker.client, name, model_id, model_run, tags)
+        version = tracker.register(name, model_id, model_run, tags)
         lines.append(
             f"pg: registered trial {best.number}'s model as '{name}' version {version} "
             f"(models:/{name}/{version})"
@@ -68,7 +66,7 @@ def finish_best(study: optuna.Study, plan: Plan, config_name: str, tracker: Trac
 def _clip(
     plan: Plan,
     config_name: str,
-    tracker: Tracker,
+    tracker: RemoteTracker,
     params: dict[str, object],
     trial_run: str,
     model_run: str,
@@ -76,14 +74,15 @@ def _clip(
 ) -> None:
     from pg.core.policy import load_policy
     from pg.core.video import greedy_clip
-    from pg.record.models import download_policy
     from pg.sweep.compose import compose_trial
     from pg.sweep.trial import trial_overrides
 
-    cfg = compose_trial(config_name, trial_overrides(plan, params)).config
-    seed = int(tracker.client.get_run(model_run).data.tags.get(names.SEED, cfg.seed))
+    cfg = compose_trial(config_name, trial_overrides(plan, params), len(params)).config
+    seed = int(tracker.run_tag(model_run, names.SEED) or cfg.seed)
     with tempfile.TemporaryDirectory(prefix="pg-best-") as tmp:
-        policy = load_policy(download_policy(tracker.client, model_id, Path(tmp)))
+        for name, data in tracker.policy_files(model_id).items():
+            (Path(tmp) / name).write_bytes(data)
+        policy = load_policy(Path(tmp))
     clip = greedy_clip(cfg.env, policy, seed=seed)
     tracker.attach(trial_run, {names.POLICY_GIF: clip.gif})
     tracker.set_tags(

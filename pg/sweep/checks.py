@@ -50,6 +50,7 @@ def check_definition(
         compose_trial(
             config_name,
             [*the_plan.base_overrides, *(override_line(k, v) for k, v in point.items())],
+            len(point),
         )
     _check_memory(base, spec.workers, spec.seeds)
     try:

@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     import optuna
 
     from pg.core.config import Config
-    from pg.record.tracker import Tracker
-    from pg.record.writer import TrackedRun
+    from pg.record.remote import RemoteRun, RemoteTracker
     from pg.sweep.orphans import Orphan
     from pg.sweep.ray_backend import RayCluster
     from pg.sweep.validation_stage import ValidationStage
@@ -67,7 +66,7 @@ class Sweep:
         job: Job,
         base: Config,
         study: optuna.Study,
-        tracker: Tracker | None,
+        tracker: RemoteTracker | None,
         cluster: RayCluster | None = None,
     ) -> None:
         self.plan = plan
@@ -76,7 +75,7 @@ class Sweep:
         self.study = study
         self.tracker = tracker
         self.cluster = cluster  # backend=ray: where the workers run
-        self.parent: TrackedRun | None = None
+        self.parent: RemoteRun | None = None
 
     @classmethod
     def prepare(
@@ -117,10 +116,10 @@ class Sweep:
             )
         tracker = None
         if base.tracking.enabled:
-            from pg.record.tracker import tracker_for
+            from pg.record.remote import remote_tracker
 
             try:
-                tracker = tracker_for(base.tracking)
+                tracker = remote_tracker(base.tracking)
             except TrackingUnavailableError as exc:
                 raise SweepError(str(exc)) from None
         storage = open_storage(url, spec)
@@ -232,7 +231,7 @@ class Sweep:
         except Exception as exc:  # the trials are in the study whatever happens here
             _warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
 
-    def _finish_best(self, tracker: Tracker) -> None:
+    def _finish_best(self, tracker: RemoteTracker) -> None:
         """The best trial's GIF and registration; a failure here does not undo the sweep."""
         from pg.sweep.best import finish_best
 
@@ -308,7 +307,7 @@ class Sweep:
         return run_local(job, self.plan, plan.spec.workers)
 
     # -- MLflow ----------------------------------------------------------------
-    def _parent_run(self) -> TrackedRun | None:
+    def _parent_run(self) -> RemoteRun | None:
         """The study's one parent run: created once, reopened when the sweep resumes."""
         if self.tracker is None:
             return None

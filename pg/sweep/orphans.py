@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-    from pg.record.tracker import Tracker
+    from pg.record.remote import RemoteTracker
     from pg.sweep.study import BudgetLock
 
 
@@ -110,7 +110,7 @@ def recover(
     spec: SweepSpec,
     lock: BudgetLock,
     orphans: list[Orphan],
-    tracker: Tracker | None,
+    tracker: RemoteTracker | None,
     report: Callable[[str], None],
 ) -> None:
     """Close the orphans' MLflow runs KILLED, then queue every trial cut short to run again.

@@ -14,15 +14,14 @@ if TYPE_CHECKING:
     import optuna
 
     from pg.core.config import Config
-    from pg.record.tracker import Tracker
-    from pg.record.writer import TrackedRun
+    from pg.record.remote import RemoteRun, RemoteTracker
     from pg.sweep.spec import Plan
     from pg.sweep.worker import Job
 
 
 def parent_run(
-    tracker: Tracker, study: optuna.Study, the_plan: Plan, job: Job, base: Config
-) -> TrackedRun:
+    tracker: RemoteTracker, study: optuna.Study, the_plan: Plan, job: Job, base: Config
+) -> RemoteRun:
     """The study's one parent run: created once, reopened when the sweep resumes."""
     from pg.record.provenance import flatten
     from pg.sweep.naming import sweep_run_name
@@ -47,6 +46,7 @@ def parent_run(
                 names.DIRECTION: spec.direction,
                 names.SWEEP_MODE: the_plan.mode,
             },
+            wait_for_calls=True,  # a failed call is a warning here, raised where it is made
         )
         study.set_user_attr(names.ATTR_SWEEP_RUN, run.run_id)
     params = flatten({k: v for k, v in spec.to_dict().items() if k != "storage"})

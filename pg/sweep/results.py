@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-    from pg.record.writer import TrackedRun
+    from pg.record.remote import RemoteRun
     from pg.sweep.spec import Plan
 
 __all__ = ["BEST_YAML", "CONFIGURATIONS_CSV", "HISTORY_PNG", "IMPORTANCE_PNG", "TRIALS_CSV"]
@@ -113,7 +113,7 @@ def importance_png(study: optuna.Study) -> bytes | None:
     return png_bytes(importance_bars(scores, f"Parameter importance: {study.study_name}"))
 
 
-def publish(study: optuna.Study, plan: Plan, run: TrackedRun | None) -> None:
+def publish(study: optuna.Study, plan: Plan, run: RemoteRun | None) -> None:
     """Write the end-of-sweep artifacts and tags to the parent run."""
     if run is None:
         return

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from pg.core.train import Report
     from pg.experiment import Outcome
-    from pg.record.writer import TrackedRun
+    from pg.record.remote import RemoteRun
 
 
 @dataclass
@@ -109,7 +109,7 @@ class SeedRunner:
 
     def run(self, outcome: TrialOutcome) -> float:
         from pg.experiment import execution
-        from pg.record.tracker import tracker_for
+        from pg.record.remote import remote_tracker
 
         cfg = self.composed.config
         seed_values = self.plan.seed_list(cfg.seed)
@@ -117,7 +117,7 @@ class SeedRunner:
         tracked = cfg.tracking.enabled
         trial_run = None
         if tracked:
-            tracker_for(cfg.tracking)
+            remote_tracker(cfg.tracking)
         if k == 1:
             gens = [
                 execution(
@@ -127,6 +127,7 @@ class SeedRunner:
                     tags=self._tags(self.role.kind),
                     on_start=self._record_trial_run,
                     run_name=self._name(),
+                    wait_at_end=False,  # its end is written while the next trial trains
                 )
             ]
         else:
@@ -145,6 +146,7 @@ class SeedRunner:
                     run_name=seed_run_name(
                         self.trial.number, self.plan.spec.n_trials, s.config.seed
                     ),
+                    wait_at_end=False,
                 )
                 for i, s in enumerate(seeds)
             ]
@@ -168,12 +170,12 @@ class SeedRunner:
             outcome.run_id = self.run_ids[0]
         return value
 
-    def _start_trial_run(self) -> TrackedRun:
+    def _start_trial_run(self) -> RemoteRun:
         from pg.experiment import config_params
-        from pg.record.tracker import tracker_for
+        from pg.record.remote import remote_tracker
 
         cfg = self.composed.config
-        tracker = tracker_for(cfg.tracking)
+        tracker = remote_tracker(cfg.tracking)
         tags = {
             **self._tags(names.KIND_TRIAL),
             names.ENV: cfg.env.id,
@@ -181,7 +183,7 @@ class SeedRunner:
             names.OBJECTIVE: cfg.train.objective,
             names.SEEDS: ",".join(str(s) for s in self.plan.seed_list(cfg.seed)),
         }
-        run = tracker.start_run(self._name(), tags, self.sweep_run_id)
+        run = tracker.start_run(self._name(), tags, self.sweep_run_id, wait_at_end=False)
         self._record_trial_run(run.run_id)
         flat = config_params(cfg)
         flat.pop("seed", None)
@@ -193,7 +195,7 @@ class SeedRunner:
         self,
         gens: list[Generator[Report, None, Outcome]],
         outcome: TrialOutcome,
-        trial_run: TrackedRun | None,
+        trial_run: RemoteRun | None,
     ) -> float:
         from pg.core.train import with_suppressed_close
         from pg.record.writer import Stopped
@@ -252,7 +254,7 @@ class SeedRunner:
         self,
         gens: list[Generator[Report, None, Outcome]],
         outcome: TrialOutcome,
-        trial_run: TrackedRun | None,
+        trial_run: RemoteRun | None,
     ) -> float:
         """Each seed to its end, then its final objective to the pruner at step ``i``.
 
@@ -304,7 +306,7 @@ class SeedRunner:
             self._log_mean_curve(trial_run, curves)
         return sum(values) / len(values)
 
-    def _log_mean_curve(self, trial_run: TrackedRun | None, curves: list[dict[int, float]]) -> None:
+    def _log_mean_curve(self, trial_run: RemoteRun | None, curves: list[dict[int, float]]) -> None:
         """The trial run's curve: at each report point, the mean of the seeds that got there."""
         if trial_run is None or not curves:
             return

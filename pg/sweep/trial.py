@@ -50,7 +50,7 @@ def run_trial(
     interrupted: KeyboardInterrupt | None = None
     try:
         overrides = [*trial_overrides(plan, params), *role.overrides]
-        composed = compose_trial(config_name, overrides)
+        composed = compose_trial(config_name, overrides, len(params) + len(role.overrides))
         runner = SeedRunner(plan, trial, composed, sweep_run_id, study.study_name, role)
         try:
             value = runner.run(outcome)
@@ -99,9 +99,9 @@ def _finish(study: optuna.Study, trial: Trial, outcome: TrialOutcome) -> None:
 
 def _label(outcome: TrialOutcome, run_ids: list[str]) -> None:
     """Put the final Optuna state on the trial's MLflow runs."""
-    from pg.record.tracker import open_tracker
+    from pg.record.remote import open_remote_tracker
 
-    tracker = open_tracker()
+    tracker = open_remote_tracker()
     if not run_ids or tracker is None:
         return
     from pg.core import metrics as m

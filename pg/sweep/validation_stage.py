@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from optuna.trial import FrozenTrial
 
-    from pg.record.writer import TrackedRun
+    from pg.record.remote import RemoteRun
     from pg.sweep.orphans import Orphan
     from pg.sweep.spec import Plan
 
@@ -184,7 +184,7 @@ class ValidationStage:
         return queued
 
     # -- results -----------------------------------------------------------------------
-    def publish(self, run: TrackedRun | None) -> None:
+    def publish(self, run: RemoteRun | None) -> None:
         """``sweep/validation.csv`` and the validated winner's tags, once the table is final."""
         if run is None or self.table is None or not self.complete:
             return

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     import optuna
 
-    from pg.record.tracker import Tracker
+    from pg.record.remote import RemoteTracker
     from pg.sweep.spec import Plan
     from pg.sweep.study import BudgetLock
     from pg.sweep.trial import TrialOutcome
@@ -143,15 +143,15 @@ def _recover(
         recover(study, plan.spec, lock, orphans, _tracker(job, plan), report)
 
 
-def _tracker(job: Job, plan: Plan) -> Tracker | None:
+def _tracker(job: Job, plan: Plan) -> RemoteTracker | None:
     """This process's MLflow connection, opened from the sweep's config if no trial has."""
-    from pg.record.tracker import open_tracker, tracker_for
+    from pg.record.remote import open_remote_tracker, remote_tracker
     from pg.sweep.compose import compose_trial
 
-    tracker = open_tracker()
+    tracker = open_remote_tracker()
     if tracker is None:
         config = compose_trial(job.config_name, plan.base_overrides).config
-        tracker = tracker_for(config.tracking) if config.tracking.enabled else None
+        tracker = remote_tracker(config.tracking) if config.tracking.enabled else None
     return tracker
 
 
@@ -210,6 +210,8 @@ def _die_with_parent() -> None:
 
 
 if __name__ == "__main__":
+    from pg.cli import exit_fast
+
     _die_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    sys.exit(main(sys.argv[1:]))
+    exit_fast(lambda: sys.exit(main(sys.argv[1:])))

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from pg.core import metrics as m
+from pg.core.adam import Adam
 from pg.core.config import AlgoConfig
 from pg.core.diagnostics import entropy, grad_stats, kl_divergence
 from pg.core.rollout import Batch, RolloutBuffer
@@ -29,7 +30,7 @@ class Algorithm(ABC):
     def __init__(self, cfg: AlgoConfig, policy: nn.Module) -> None:
         self.cfg = cfg
         self.policy = policy
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+        self.optimizer = Adam(policy.parameters(), lr=cfg.lr)
 
     @abstractmethod
     def ready_batch(self, buffer: RolloutBuffer) -> Batch | None:
@@ -54,7 +55,7 @@ class Algorithm(ABC):
                 f"loss is {float(total.detach())} (policy {float(policy_loss.detach())})"
             )
 
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         total.backward()  # type: ignore[no-untyped-call]
         grads = grad_stats(self.policy)
         if self.cfg.clip_grad is not None:
