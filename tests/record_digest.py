@@ -37,6 +37,7 @@ COMMANDS: list[list[str]] = [
         "hydra.sweeper.study_name=ref_one",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.sampler.seed=4",
+        "hydra.sweeper.validate.top_k=0",  # recorded before sweeps had a validation stage
     ],
     [
         "-m",
@@ -47,6 +48,7 @@ COMMANDS: list[list[str]] = [
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.seeds=2",
         "hydra.sweeper.sampler.seed=5",
+        "hydra.sweeper.validate.top_k=0",
     ],
 ]
 
