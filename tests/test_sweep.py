@@ -201,7 +201,7 @@ def test_kill_9_then_resume_keeps_exactly_n_trials(store: Store) -> None:
         *NO_VALIDATION,
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.pruner.name=none",
-        "train.max_steps=60000",
+        "train.max_steps=300000",  # long enough to be killed mid-trial
         "train.report_every=1000",
     ]
     first = subprocess.Popen(

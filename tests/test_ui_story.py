@@ -166,7 +166,8 @@ def test_single_run_keeps_its_name(
 
 
 def assert_one_episode(gif: Path, steps: int) -> None:
-    """The GIF holds the first frame and one per env step, at CartPole's 50 frames/s.
+    """The GIF shows the whole episode at CartPole's 50 env steps/s: its frames (every
+    other step's, at most 25 a second, and the last) last (steps + 1) x 20 ms in all.
 
     Identical consecutive frames may be merged by the encoder (their delays add up), so
     the total display time is the exact count."""

@@ -22,14 +22,15 @@ if TYPE_CHECKING:
 
 MAX_STEPS = 1_000  # a longer episode is cut: a clip, not a recording
 MAX_WIDTH = 320  # frames are shrunk to at most this width: CartPole's 600 px GIF is 4x larger
+MAX_FPS = 25  # faster envs show every k-th step, each frame held k times as long
 
 
 @dataclass
 class Clip:
     gif: bytes
-    steps: int  # env steps of the episode shown; the GIF has steps + 1 frames
+    steps: int  # env steps of the episode shown (the GIF lasts steps + 1 env frames)
     episode_return: float
-    frame_ms: int  # display time of each frame
+    frame_ms: int  # display time of one env frame
     seconds: float  # rendering and encoding, for the record
 
 
@@ -66,13 +67,18 @@ def _draw_small(base: Any) -> None:
 
 
 def greedy_clip(cfg: EnvConfig, policy: nn.Module, seed: int, max_steps: int = MAX_STEPS) -> Clip:
-    """Play one episode with the greedy action (argmax of the logits) and encode it."""
+    """Play one episode with the greedy action (argmax of the logits) and encode it.
+
+    At most :data:`MAX_FPS` frames a second are drawn (CartPole's 50: every other step,
+    each shown twice as long), the last state always: the clip lasts as long and costs
+    half as much to draw and encode, which a run's end waits for."""
     start = time.perf_counter()
     env = render_env(cfg)
     try:
         fps = int(env.metadata.get("render_fps") or 30)
+        every = -(-fps // MAX_FPS)
         obs, _ = env.reset(seed=seed)
-        frames = [_frame(env)]
+        frames, shown = [_frame(env)], [0]
         total, steps, done = 0.0, 0, False
         while not done and steps < max_steps:
             with torch.inference_mode():
@@ -81,11 +87,15 @@ def greedy_clip(cfg: EnvConfig, policy: nn.Module, seed: int, max_steps: int = M
             total += float(reward)
             steps += 1
             done = bool(terminated or truncated)
-            frames.append(_frame(env))
+            if steps % every == 0 or done or steps == max_steps:
+                frames.append(_frame(env))
+                shown.append(steps)
     finally:
         env.close()
     frame_ms = max(20, round(1000 / fps / 10) * 10)  # GIF delays count hundredths
-    gif = gif_bytes(frames, frame_ms)
+    # Each frame stays until the next one's step; the last for one step.
+    durations = [frame_ms * (b - a) for a, b in zip(shown, [*shown[1:], steps + 1], strict=True)]
+    gif = gif_bytes(frames, durations)
     return Clip(gif, steps, total, frame_ms, time.perf_counter() - start)
 
 
@@ -95,8 +105,9 @@ def _frame(env: gym.Env[Any, Any]) -> np.ndarray:
     return frame
 
 
-def gif_bytes(frames: list[np.ndarray], frame_ms: int) -> bytes:
-    """An endlessly looping GIF; frames wider than ``MAX_WIDTH`` are shrunk."""
+def gif_bytes(frames: list[np.ndarray], frame_ms: int | list[int]) -> bytes:
+    """An endlessly looping GIF (``frame_ms``: each frame's display time, or one for all);
+    frames wider than ``MAX_WIDTH`` are shrunk."""
     from PIL import Image
 
     # Every k-th pixel: ~50x cheaper than PIL's resampling, and fine for line drawings.

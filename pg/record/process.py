@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,20 +153,29 @@ class RecordProcess:
 
     # -- shipping rows -------------------------------------------------------------------
     def _ship_loop(self) -> None:
+        """Ship the rows every ``flush_interval`` (sooner when a run has many waiting) and
+        read notices as they come: a sweep records its run's id as soon as it exists."""
+        due = time.monotonic() + self.flush_interval
         while not self.closing:
-            self.wake.wait(self.flush_interval)
-            self.wake.clear()
-            for run in list(self.runs.values()):
-                try:
-                    self.ship(run)
-                except RecordProcessError:
-                    return
-            with self.lock:  # notices that came in meanwhile
-                try:
-                    while self.gone is None and self.conn.poll(0):
-                        self._receive()
-                except RecordProcessError:
-                    return
+            try:
+                arrived = self.conn.poll(min(0.2, max(0.0, due - time.monotonic())))
+            except (OSError, EOFError):
+                return
+            if arrived:
+                with self.lock:  # a reply is read by the call waiting for it, under this lock
+                    try:
+                        while self.gone is None and self.conn.poll(0):
+                            self._receive()
+                    except RecordProcessError:
+                        return
+            if self.wake.is_set() or time.monotonic() >= due:
+                self.wake.clear()
+                due = time.monotonic() + self.flush_interval
+                for run in list(self.runs.values()):
+                    try:
+                        self.ship(run)
+                    except RecordProcessError:
+                        return
 
     def close(self) -> None:
         """At exit: let the record process finish what it was sent, then wait for it."""
