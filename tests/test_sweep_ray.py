@@ -362,7 +362,7 @@ def test_killed_ray_worker_fails_its_trial_and_the_sweep_goes_on(
             "hydra.sweeper.workers=2",
             "hydra.sweeper.n_trials=4",
             "hydra.sweeper.pruner.name=none",
-            "train.max_steps=40000",
+            "train.max_steps=200000",
             "train.report_every=1000",
             "train.target_return=null",
         ],

@@ -25,7 +25,7 @@ def test_a_killed_workers_trial_runs_again_with_its_params(store: Store) -> None
     args = [
         "-m",
         *FAST,
-        "train.max_steps=10000",
+        "train.max_steps=200000",  # long enough to be killed mid-trial, run id known
         "train.target_return=null",
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.workers=2",

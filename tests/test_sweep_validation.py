@@ -172,7 +172,7 @@ def test_kill_9_during_validation_then_resume_repeats_no_finished_pair(store: St
     args = [
         "-m",
         *TINY,
-        "train.max_steps=10000",
+        "train.max_steps=80000",
         "train.report_every=1000",
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.pruner.name=none",
