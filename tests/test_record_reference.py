@@ -15,7 +15,6 @@ from typing import Any
 from tests.conftest import Store
 from tests.record_digest import REFERENCE, digest, record
 
-
 # Sweep settings added after the reference was recorded (issue 14): a sweep's parent run
 # records every setting as a param, so these are new keys there, and only there.
 ADDED_SETTINGS = {"max_retries", "validate.seeds", "validate.top_k"}
