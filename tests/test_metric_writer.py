@@ -1,10 +1,11 @@
-"""Metric rows written by a writer process: nothing lost when the training process dies.
+"""Metric rows written by the record process: nothing lost when the training process dies.
 
-The training process ships rows every ``TrackedRun.flush_interval`` (1 s); the writer
-process writes them as they arrive and, when the pipe closes because its parent died,
-writes what it holds before it exits.  So a run killed with SIGKILL keeps its metrics up
-to at most the last 2 s, and Ctrl-C to the whole process group (what a terminal sends)
-still ends the run KILLED with its rows flushed: the writer ignores SIGINT.
+The training process ships rows every ``RecordProcess.flush_interval`` (1 s); the record
+process (``pg/record/service.py``) writes them as they arrive and, when the socket closes
+because its parent died, writes what it holds before it exits.  So a run killed with
+SIGKILL keeps its metrics up to at most the last 2 s, and Ctrl-C to the whole process
+group (what a terminal sends) still ends the run KILLED with its rows flushed: the record
+process ignores SIGINT (and is in a process group of its own).
 """
 
 from __future__ import annotations
