@@ -32,7 +32,9 @@ def _reason(trial: FrozenTrial) -> str:
     return str(trial.system_attrs.get(REASON, ""))
 
 
-def _cut_short(trial: FrozenTrial) -> bool:
+def cut_short(trial: FrozenTrial) -> bool:
+    """FAIL by no doing of its own (orphaned, interrupted): a search trial or a validation
+    pair that runs again."""
     from optuna.trial import TrialState
 
     return trial.state == TrialState.FAIL and _reason(trial).startswith(RERUN_REASONS)
@@ -83,9 +85,9 @@ def retry_cut_short(study: optuna.Study, lock: BudgetLock, spec: SweepSpec) -> l
     with lock.held():
         trials = study.get_trials(deepcopy=False)
         replaced = {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
-        covered = {_combination(t) for t in trials if not _cut_short(t)}
+        covered = {_combination(t) for t in trials if not cut_short(t)}
         for trial in trials:
-            if not _cut_short(trial) or trial.number in replaced:
+            if not cut_short(trial) or trial.number in replaced:
                 continue
             if spec.mode == "grid" and _combination(trial) in covered:
                 continue

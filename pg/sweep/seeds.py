@@ -197,8 +197,6 @@ class SeedRunner:
         outcome: TrialOutcome,
         trial_run: RemoteRun | None,
     ) -> float:
-        from pg.core.train import with_suppressed_close
-        from pg.record.writer import Stopped
 
         objective_name = self.composed.config.train.objective
         latest = [math.nan] * len(gens)
@@ -236,14 +234,7 @@ class SeedRunner:
                         f"{step:,} (mean {objective_name} = {mean:.2f})"
                     )
         except BaseException as exc:
-            stop: BaseException = exc
-            if isinstance(exc, Pruned):
-                stop = Stopped(str(exc), "FINISHED")  # pruning is the sweep working
-            elif not isinstance(exc, KeyboardInterrupt):
-                stop = Stopped(f"another seed failed: {type(exc).__name__}: {exc}")
-            for i in live:
-                with contextlib.suppress(BaseException):
-                    with_suppressed_close(gens[i], stop)
+            _stop_all([gens[i] for i in live], exc)
             raise
         values = [f.objective for f in finals if f is not None]
         outcome.seed_values = values if len(values) > 1 else []
@@ -262,8 +253,6 @@ class SeedRunner:
         trial that trained every seed is complete, judged by its mean.  Seeds that were
         never started leave no run.
         """
-        from pg.core.train import with_suppressed_close
-        from pg.record.writer import Stopped
 
         cfg = self.composed.config
         every = cfg.train.report_every
@@ -293,14 +282,7 @@ class SeedRunner:
                         f"{i + 1} of {len(gens)} (mean {cfg.train.objective} = {mean:.2f})"
                     )
         except BaseException as exc:
-            stop: BaseException = exc
-            if isinstance(exc, Pruned):
-                stop = Stopped(str(exc), "FINISHED")
-            elif not isinstance(exc, KeyboardInterrupt):
-                stop = Stopped(f"another seed failed: {type(exc).__name__}: {exc}")
-            for gen in gens[i:]:  # the one running (if any) ends its run; the rest never start
-                with contextlib.suppress(BaseException):
-                    with_suppressed_close(gen, stop)
+            _stop_all(gens[i:], exc)  # the one running (if any) ends its run; the rest never start
             raise
         finally:
             self._log_mean_curve(trial_run, curves)
@@ -315,3 +297,19 @@ class SeedRunner:
             at = [c[step] for c in curves if step in c and not math.isnan(c[step])]
             if at:
                 trial_run.log_metrics({name: sum(at) / len(at)}, step)
+
+
+def _stop_all(gens: list[Generator[Report, None, Outcome]], exc: BaseException) -> None:
+    """End the seeds still open with the reason the trial stopped: pruning ends their runs
+    FINISHED (the sweep working), Ctrl-C KILLED, another seed's failure FAILED."""
+    from pg.core.train import with_suppressed_close
+    from pg.record.writer import Stopped
+
+    stop: BaseException = exc
+    if isinstance(exc, Pruned):
+        stop = Stopped(str(exc), "FINISHED")
+    elif not isinstance(exc, KeyboardInterrupt):
+        stop = Stopped(f"another seed failed: {type(exc).__name__}: {exc}")
+    for gen in gens:
+        with contextlib.suppress(BaseException):
+            with_suppressed_close(gen, stop)

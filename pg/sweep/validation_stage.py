@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from pg.record import names
 from pg.sweep import validation as v
+from pg.sweep.retries import cut_short
 from pg.sweep.validation_table import (
     console_lines,
-    cut_short,
     pair_of,
     top_configurations,
     validation_table,

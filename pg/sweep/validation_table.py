@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from pg.record import names
+from pg.sweep.retries import cut_short
 
 if TYPE_CHECKING:
     import optuna
@@ -21,15 +22,6 @@ if TYPE_CHECKING:
 def pair_of(trial: FrozenTrial) -> tuple[int, int]:
     attrs = trial.user_attrs
     return int(attrs.get(names.ATTR_VALIDATES, -1)), int(attrs.get(names.ATTR_VALIDATION_SEED, -1))
-
-
-def cut_short(trial: FrozenTrial) -> bool:
-    from optuna.trial import TrialState
-
-    from pg.sweep.retries import RERUN_REASONS
-
-    reason = str(trial.system_attrs.get(names.ATTR_REASON, ""))
-    return trial.state == TrialState.FAIL and reason.startswith(RERUN_REASONS)
 
 
 def top_configurations(study: optuna.Study, k: int) -> list[FrozenTrial]:
