@@ -133,7 +133,7 @@ def execution(
 
     from pg.core import metrics as m
     from pg.core.policy import policy_files
-    from pg.plots import Curve
+    from pg.curve import Curve
     from pg.record import names
     from pg.record.provenance import system_json
     from pg.record.remote import remote_tracker

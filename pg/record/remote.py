@@ -27,7 +27,7 @@ from pg.record.writer import end_as
 
 if TYPE_CHECKING:
     from pg.core.config import TrackingConfig
-    from pg.plots import Curve
+    from pg.curve import Curve
 
 Key = tuple[str | None, str]
 

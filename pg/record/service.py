@@ -285,9 +285,8 @@ class Service:
 
 
 def _warm_plots() -> None:
-    """matplotlib's import and first figure (fonts, ~0.7 s), while the training runs
-    rather than at its end."""
-    from pg.plots import Curve, learning_curve_png
+    """Pillow's import and font, while the training runs rather than at its end."""
+    from pg.curve import Curve, learning_curve_png
 
     learning_curve_png(Curve([1, 2], [1.0, 2.0], [2], [2.0]), "warm-up", 1.0)
 

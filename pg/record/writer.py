@@ -28,7 +28,7 @@ from pg.record.store import StoreLocation, redact
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from pg.plots import Curve
+    from pg.curve import Curve
 
 # MLflow's limits (mlflow.utils.validation); values are truncated rather than rejected.
 MAX_PARAM_VALUE = 6000
@@ -185,7 +185,7 @@ class TrackedRun:
 
     def log_learning_curve(self, curve: Curve, name: str, target: float | None) -> None:
         """The learning curve as :data:`names.CURVE_FILE`, titled with the run's id."""
-        from pg.plots import learning_curve_png
+        from pg.curve import learning_curve_png
 
         png = learning_curve_png(curve, f"{name} ({self.run_id[:8]})", target)
         self.log_files({names.CURVE_FILE: png})
