@@ -8,6 +8,10 @@ working while the package is reorganized.  Training stops at the env's target (t
 mean return of the last 100 episodes) or at the preset's budget, whichever comes first.
 
 Usage: .venv/bin/python benchmarks/bench_presets.py [--env acrobot] [--seeds 5] [--first-seed 0]
+       [--custom "env=acrobot algo=pg algo.lr=0.003 ..." --target -100]
+
+``--custom`` measures any command line the same way instead of the presets, e.g. the
+configuration a sweep's validation picked (its ``pg.validated_best_trial``'s overrides).
 
 It prints each seed as it finishes, then one Markdown table per env (the README's).
 """
@@ -130,14 +134,21 @@ def main() -> None:
         help="seeds first..first+n-1; the sweeps chose presets on seeds 0 and 1, so "
         "--first-seed 10 measures on seeds no choice was made on",
     )
+    parser.add_argument("--custom", help="pg.run arguments to measure instead of the presets")
+    parser.add_argument("--target", type=float, help="with --custom: its target return")
     args = parser.parse_args()
     chosen = args.env or envs
+    presets_of = {env: [p for p in PRESETS if p.env == env] for env in chosen}
+    if args.custom is not None:
+        if args.target is None:
+            parser.error("--custom needs --target")
+        label = f"`{args.custom}`"
+        presets_of = {"custom": [Preset("custom", label, tuple(args.custom.split()), args.target)]}
 
     tables = []
     with tempfile.TemporaryDirectory(prefix="bench-presets-") as tmp:
-        for env in chosen:
+        for env, presets in presets_of.items():
             rows = []
-            presets = [p for p in PRESETS if p.env == env]
             for preset in presets:
                 results = []
                 for seed in range(args.first_seed, args.first_seed + args.seeds):

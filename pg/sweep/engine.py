@@ -76,6 +76,7 @@ class Sweep:
         self.tracker = tracker
         self.cluster = cluster  # backend=ray: where the workers run
         self.parent: RemoteRun | None = None
+        self._published: list[Any] | None = None  # the study's state last published
 
     @classmethod
     def prepare(
@@ -225,7 +226,12 @@ class Sweep:
         from pg.sweep.results import publish
 
         try:
-            publish(self.study, self.plan, self.parent)
+            # The search's files (history, importances: ~1.5 s of drawing and fANOVA)
+            # are written once for a state of its study; validation does not change it.
+            state = [(t.number, t.state, t.values) for t in self.study.get_trials(deepcopy=False)]
+            if state != self._published:
+                publish(self.study, self.plan, self.parent)
+                self._published = state
             if validation is not None:
                 validation.publish(self.parent)
         except Exception as exc:  # the trials are in the study whatever happens here
