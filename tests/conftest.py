@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -128,6 +129,30 @@ def store(fresh_store: Store, migrated_db: Path) -> Store:
     fresh_store.db.parent.mkdir(parents=True)
     shutil.copyfile(migrated_db, fresh_store.db)
     return fresh_store
+
+
+def start_sweep(store: Store, args: list[str], *, capture: bool = False) -> subprocess.Popen[str]:
+    """``python -m pg.run args`` started in its own process group, to be killed mid-run by
+    :func:`kill_group`; ``capture``: its output on ``stdout`` (stderr merged), to be read."""
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "pg.run", *args],
+        cwd=store.home,
+        env=store.env(),
+        stdout=out,
+        stderr=subprocess.STDOUT if capture else subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the process group :func:`start_sweep` made (the sweep and its workers; a
+    record process has a group of its own and drains by itself), and reap the sweep."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
 
 
 def run_module(

@@ -6,9 +6,7 @@ env steps, no evaluation but the final one); the grids have 3 or 4 combinations.
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import NO_VALIDATION, ROOT, Store, run_module
+from tests.conftest import NO_VALIDATION, ROOT, Store, kill_group, run_module, start_sweep
 
 # The default config but a short budget.  Deliberately not FAST: it sets train.eval_every,
 # and the point of the first test is that every other key keeps its default.
@@ -112,30 +110,24 @@ def test_two_lists_run_each_combination_once_and_group_over_seeds(store: Store) 
 def test_kill_9_during_a_grid_then_rerun_runs_each_combination_once(store: Store) -> None:
     # Long enough (~8 s a combination) for the poll below to catch the second one running.
     args = ["-m", "seed=0,1,2", "train.max_steps=150000", "train.eval_every=0", *SHORT[1:]]
-    first = subprocess.Popen(
-        [sys.executable, "-m", "pg.run", *args],
-        cwd=store.home,
-        env=store.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    db = store.home / OPTUNA_DB
-    deadline, victim = time.monotonic() + 180, None
-    while time.monotonic() < deadline and victim is None:
-        time.sleep(0.3)
-        if not db.exists():
-            continue
-        try:
-            trials = only_study(store).get_trials()
-        except Exception:  # the study is being created
-            continue
-        running = [t for t in trials if t.state.name == "RUNNING"]
-        if running and running[0].number >= 1 and "pg.run_id" in running[0].system_attrs:
-            victim = running[0]
-    assert victim is not None, "the second combination did not start in time"
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
+    first = start_sweep(store, args)
+    try:
+        db = store.home / OPTUNA_DB
+        deadline, victim = time.monotonic() + 180, None
+        while time.monotonic() < deadline and victim is None:
+            time.sleep(0.3)
+            if not db.exists():
+                continue
+            try:
+                trials = only_study(store).get_trials()
+            except Exception:  # the study is being created
+                continue
+            running = [t for t in trials if t.state.name == "RUNNING"]
+            if running and running[0].number >= 1 and "pg.run_id" in running[0].system_attrs:
+                victim = running[0]
+        assert victim is not None, "the second combination did not start in time"
+    finally:
+        kill_group(first)
     before = {t.number: t for t in only_study(store).get_trials()}
     kept = {t.params["seed"]: t for t in before.values() if t.state.name == "COMPLETE"}
     assert kept  # trial 0 finished before the kill

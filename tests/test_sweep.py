@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST, NO_VALIDATION, Store, run_module
+from tests.conftest import FAST, NO_VALIDATION, Store, kill_group, run_module, start_sweep
 
 # One report per 500 steps of a 2,000-step budget: four chances to prune.
 TINY = [*FAST, "train.max_steps=2000", "train.report_every=500"]
@@ -204,31 +202,25 @@ def test_kill_9_then_resume_keeps_exactly_n_trials(store: Store) -> None:
         "train.max_steps=300000",  # long enough to be killed mid-trial
         "train.report_every=1000",
     ]
-    first = subprocess.Popen(
-        [sys.executable, "-m", "pg.run", *args],
-        cwd=store.home,
-        env=store.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    db = store.home / "mlruns" / "optuna.db"
-    deadline = time.monotonic() + 120
-    victim = None
-    while time.monotonic() < deadline and victim is None:
-        time.sleep(0.5)
-        if not db.exists():
-            continue
-        try:
-            running = [t for t in study(store).get_trials() if t.state.name == "RUNNING"]
-        except Exception:
-            continue
-        if running and "pg.run_id" in running[0].system_attrs:
-            victim = running[0].number
-    assert victim is not None, "no trial started in time"
-    time.sleep(1.0)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
+    first = start_sweep(store, args)
+    try:
+        db = store.home / "mlruns" / "optuna.db"
+        deadline = time.monotonic() + 120
+        victim = None
+        while time.monotonic() < deadline and victim is None:
+            time.sleep(0.5)
+            if not db.exists():
+                continue
+            try:
+                running = [t for t in study(store).get_trials() if t.state.name == "RUNNING"]
+            except Exception:
+                continue
+            if running and "pg.run_id" in running[0].system_attrs:
+                victim = running[0].number
+        assert victim is not None, "no trial started in time"
+        time.sleep(1.0)
+    finally:
+        kill_group(first)
 
     out = ok(
         sweep(

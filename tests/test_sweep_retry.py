@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pandas as pd
 
-from tests.conftest import FAST, Store
+from tests.conftest import FAST, Store, kill_group, start_sweep
 from tests.test_sweep import assert_agree, runs_of, study
 
 
@@ -31,15 +29,7 @@ def test_a_killed_workers_trial_runs_again_with_its_params(store: Store) -> None
         "hydra.sweeper.workers=2",
         "hydra.sweeper.pruner.name=none",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pg.run", *args],
-        cwd=store.home,
-        env=store.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, stopped by group id below
-    )
+    proc = start_sweep(store, args, capture=True)
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
     reader.start()
@@ -65,9 +55,7 @@ def test_a_killed_workers_trial_runs_again_with_its_params(store: Store) -> None
         os.kill(pid, signal.SIGKILL)
         code = proc.wait(timeout=400)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        kill_group(proc)
         reader.join(5)
     text = "".join(output)
     assert code == 0, text[-4000:]

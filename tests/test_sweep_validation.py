@@ -8,10 +8,6 @@ check the statistics against values worked out by hand.
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,7 @@ from pg.sweep.results import mean_std_ci
 from pg.sweep.spec import SweepError, build_spec
 from pg.sweep.validation import validation_seeds
 from pg.sweep.validation_table import top_configurations, validation_table, winner
-from tests.conftest import Store, run_module
+from tests.conftest import Store, kill_group, run_module, start_sweep
 from tests.test_bad_input import assert_refused
 from tests.test_sweep import TINY, ok, runs_of, study
 
@@ -179,14 +175,7 @@ def test_kill_9_during_validation_then_resume_repeats_no_finished_pair(store: St
         "hydra.sweeper.validate.top_k=1",
         "hydra.sweeper.validate.seeds=3",
     ]
-    first = subprocess.Popen(
-        [sys.executable, "-m", "pg.run", *args],
-        cwd=store.home,
-        env=store.env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, stopped by the group's id
-    )
+    first = start_sweep(store, args)
     db = f"sqlite:///{store.home}/mlruns/optuna.db"
     done_before: set[tuple[int, int]] = set()
     deadline = time.monotonic() + 240
@@ -207,8 +196,7 @@ def test_kill_9_during_validation_then_resume_repeats_no_finished_pair(store: St
         else:
             pytest.fail("validation never had a finished and a running pair at once")
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=30)
+        kill_group(first)
     vstudy = optuna.load_study(study_name="cartpole_reinforce.validation", storage=db)
     for t in vstudy.get_trials():
         if t.state.name == "COMPLETE":
