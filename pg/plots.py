@@ -18,15 +18,13 @@ STATE_COLORS = {"COMPLETE": "tab:green", "PRUNED": "tab:orange", "FAIL": "tab:re
 DPI = 100
 
 
-def figure(width: float = 8.0, height: float = 4.5, constrained: bool = True) -> Figure:
-    """``constrained=False``: fixed margins, for a figure whose labels are known to fit
-    (the constrained-layout solver is a third of drawing a simple plot)."""
+def figure(width: float = 8.0, height: float = 4.5) -> Figure:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained" if constrained else None)
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
 def png_bytes(fig: Figure) -> bytes:

@@ -62,7 +62,7 @@ def _draw_small(base: Any) -> None:
     (the 500 frames of a solved CartPole episode: ~1.2 s instead of ~0.3 s)."""
     width, height = getattr(base, "screen_width", None), getattr(base, "screen_height", None)
     if isinstance(width, int) and isinstance(height, int) and width > MAX_WIDTH:
-        k = -(-width // MAX_WIDTH)  # the same factor gif_bytes would shrink by
+        k = -(-width // MAX_WIDTH)  # the same factor GifFrames.add shrinks by
         base.screen_width, base.screen_height = width // k, height // k
 
 
@@ -144,11 +144,3 @@ class GifFrames:
             optimize=False,  # PIL's optimizer took 5x longer here and made larger files
         )
         return out.getvalue()
-
-
-def gif_bytes(frames: list[np.ndarray], frame_ms: int | list[int]) -> bytes:
-    """An endlessly looping GIF of ``frames``; frames wider than ``MAX_WIDTH`` are shrunk."""
-    encoder = GifFrames()
-    for frame in frames:
-        encoder.add(frame)
-    return encoder.encode(frame_ms)
