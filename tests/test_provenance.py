@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,34 @@ def test_installing_or_removing_a_distribution_changes_the_key(
     (site / "newpkg-1.0.dist-info").rmdir()
     (site / "newpkg-1.1.dist-info").mkdir()
     assert provenance._installed_fingerprint() not in (before, added)
+
+
+def test_a_folder_without_distributions_on_the_path_keeps_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run's working directory is on its import path; every run has another one.
+    before = provenance._installed_fingerprint()
+    for name in ("run-a", "run-b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "outputs").mkdir()
+        monkeypatch.setattr(sys, "path", [str(tmp_path / name), *sys.path])
+        assert provenance._installed_fingerprint() == before
+        monkeypatch.undo()
+
+
+def test_only_the_newest_lists_are_kept(cache_home: Path) -> None:
+    cache_home.mkdir(parents=True)
+    for i in range(provenance.KEPT_LOCKS + 5):
+        old = cache_home / f"packages-old{i:02d}.txt"
+        old.write_text("x==1\n", encoding="utf-8")
+        os.utime(old, (1_000_000 + i, 1_000_000 + i))
+    lock = provenance.package_lock()
+    kept = sorted(p.name for p in cache_home.glob("packages-*.txt"))
+    assert len(kept) == provenance.KEPT_LOCKS
+    (current,) = [p for p in cache_home.glob("packages-*.txt") if "old" not in p.name]
+    assert current.read_text(encoding="utf-8") == lock
+    # the oldest went first
+    assert "packages-old00.txt" not in kept and "packages-old20.txt" in kept
 
 
 def test_an_unwritable_cache_still_gives_the_list(

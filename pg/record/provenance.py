@@ -68,7 +68,19 @@ def package_lock() -> str:
         partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
         partial.write_text(lock, encoding="utf-8")
         partial.replace(cached)  # atomic: a concurrent reader sees all of it or nothing
+        _forget_old_locks(cached.parent)
     return lock
+
+
+KEPT_LOCKS = 16  # cached package lists kept (one per environment and install state)
+
+
+def _forget_old_locks(folder: Path) -> None:
+    """Only the newest :data:`KEPT_LOCKS` lists stay: each install or environment adds one."""
+    files = sorted(folder.glob("packages-*.txt"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for old in files[KEPT_LOCKS:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
 
 
 def _read_package_lock() -> str:
@@ -83,8 +95,10 @@ def _read_package_lock() -> str:
 
 
 def _installed_fingerprint() -> str:
-    """What changes whenever a distribution is installed, removed or reinstalled: the
-    import path, each of its folders' distribution entries and their modification times."""
+    """What changes whenever a distribution is installed, removed or reinstalled: each
+    folder of the import path that holds distributions, their entries and modification
+    times.  Folders without any (the working directory of a run in a scratch folder) do
+    not count, or every new working directory would miss the cache and add a file."""
     import hashlib
 
     digest = hashlib.sha256(sys.executable.encode())
@@ -99,7 +113,8 @@ def _installed_fingerprint() -> str:
                 )
         except OSError:
             continue
-        digest.update(f"{folder}\0{dists!r}\0".encode())
+        if dists:
+            digest.update(f"{folder}\0{dists!r}\0".encode())
     return digest.hexdigest()[:20]
 
 
