@@ -123,13 +123,20 @@ class GifFrames:
 
         # Every k-th pixel: ~50x cheaper than PIL's resampling, and fine for line drawings.
         k = -(-frame.shape[1] // MAX_WIDTH)
-        image = Image.fromarray(np.ascontiguousarray(frame[::k, ::k]))
+        frame = frame[::k, ::k]
+        # pygame's envs return the transpose of a contiguous array: mapped to the palette
+        # as it lies and the small palette image turned, it needs no strided copy (~3x
+        # cheaper per frame; the same pixels).
+        turned = frame.transpose(1, 0, 2)
+        lying = turned.flags.c_contiguous and not frame.flags.c_contiguous
+        image = Image.fromarray(turned if lying else np.ascontiguousarray(frame))
         plain = Image.Dither.NONE  # dithering noise defeats the GIF compression
         if not self.images:
             # One shared palette: per-frame palettes make a 500-frame clip several times larger.
-            self.images.append(image.quantize(colors=64, dither=plain))
+            small = image.quantize(colors=64, dither=plain)
         else:
-            self.images.append(image.quantize(palette=self.images[0], dither=plain))
+            small = image.quantize(palette=self.images[0], dither=plain)
+        self.images.append(small.transpose(Image.Transpose.TRANSPOSE) if lying else small)
 
     def encode(self, frame_ms: int | list[int]) -> bytes:
         """An endlessly looping GIF (``frame_ms``: each frame's display time, or one for all)."""

@@ -108,6 +108,11 @@ class RemoteTracker:
         self.proc.runs[handle] = run
         return run
 
+    def warm(self, steps: str) -> None:
+        """Have the record process import, when idle, what a later :meth:`RemoteRun.log_derived`
+        needs: ``steps`` names a function of pg returning callables (pg.record.derived)."""
+        self._cast("warm", steps)
+
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self._cast("set_tags", run_id, dict(tags))
 
@@ -215,6 +220,12 @@ class RemoteRun:
 
     def log_files(self, files: Mapping[str, str | bytes], package_lock: bool = False) -> None:
         self._cast("log_files", dict(files), package_lock)
+
+    def log_derived(self, producer: str, *args: Any) -> None:
+        """Have the record process call ``producer(run, *args)`` (a function of pg, by
+        name: pg.record.derived) in this run's turn; never waited for, also on a run whose
+        calls are: the producer reports its own failure and the run goes on."""
+        self.proc.cast(self._target, "log_derived", producer, *args)
 
     def set_reproduce_tags(self, store: str | None) -> None:
         self._cast("set_reproduce_tags", store)

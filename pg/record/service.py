@@ -34,6 +34,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from pg.record import names
+from pg.record.derived import resolve, warm_models, warm_plots
 from pg.record.store import redact
 from pg.record.writer import MAX_METRICS_PER_BATCH, MAX_TAG_VALUE, clip, local_fault
 
@@ -47,11 +48,11 @@ DRAIN_LIMIT = 120.0  # seconds the last rows are retried once the training proce
 # What a training process may ask for, by target.
 RUN_METHODS = frozenset((
     "log_params", "set_tags", "log_files", "set_reproduce_tags", "log_learning_curve",
-    "log_policy_model", "monitor_system", "flush", "run_id",
+    "log_policy_model", "monitor_system", "flush", "run_id", "log_derived",
 ))  # fmt: skip
 TRACKER_METHODS = frozenset((
     "experiment_id", "set_tags", "attach", "log_metric", "status", "terminate", "trial_runs",
-    "best_model", "policy_files", "run_tag", "register",
+    "best_model", "policy_files", "run_tag", "register", "warm",
 ))  # fmt: skip
 
 
@@ -139,7 +140,7 @@ class Service:
 
             found = self.trackers[key] = Tracker(self.configs[key])
             if len(self.trackers) == 1:
-                self.warmups += [_warm_plots, _warm_models]
+                self.warmups += [warm_plots, warm_models]
         return found
 
     def start(
@@ -209,9 +210,14 @@ class Service:
         run = self.runs.get(handle)
         if run is None:
             raise self.failed.get(handle) or RuntimeError(f"no run {handle} in this record")
+        if method == "log_derived":  # pg.record.derived: a function of pg, with the run
+            return resolve(args[0])(run, *args[1:])
         return getattr(run, method)(*args, **kwargs)
 
     def tracker_call(self, key: Any, method: str, args: Any, kwargs: dict[str, Any]) -> Any:
+        if method == "warm":  # imports a later log_derived needs, in idle moments
+            self.warmups += resolve(args[0])()
+            return None
         tracker = self.tracker(key)
         value = getattr(tracker, method)
         return value(*args, **kwargs) if callable(value) else value
@@ -284,13 +290,6 @@ class Service:
             delay = min(delay * 2, 10.0)
 
 
-def _warm_plots() -> None:
-    """Pillow's import and font, while the training runs rather than at its end."""
-    from pg.curve import Curve, learning_curve_png
-
-    learning_curve_png(Curve([1, 2], [1.0, 2.0], [2], [2.0]), "warm-up", 1.0)
-
-
 def _skip_dependency_scan() -> None:
     """Spare the first model save its map of every installed distribution (~0.5 s).
 
@@ -302,15 +301,6 @@ def _skip_dependency_scan() -> None:
 
     if getattr(requirements, "_MODULES_TO_PACKAGES", {}) is None:
         setattr(requirements, "_MODULES_TO_PACKAGES", {})  # noqa: B010 - typed None
-
-
-def _warm_models() -> None:
-    """MLflow's model code and the package list, ready before the first model is logged."""
-    from pg.record.models import warm_up
-    from pg.record.provenance import package_lock
-
-    package_lock()
-    warm_up()
 
 
 def main(argv: list[str]) -> None:

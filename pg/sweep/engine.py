@@ -20,6 +20,9 @@ from pg.sweep.checks import check_definition
 from pg.sweep.spec import Plan, SweepError
 from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job
 
+# The parent run's files, drawn by its record process (pg.record.derived).
+PUBLISH, WARM_PUBLISH = "pg.sweep.results:publish_stored", "pg.sweep.results:warm_steps"
+
 if TYPE_CHECKING:
     import optuna
 
@@ -223,14 +226,13 @@ class Sweep:
         return float(best.value) if best is not None and best.value is not None else float("nan")
 
     def _publish(self, validation: ValidationStage | None) -> None:
-        from pg.sweep.results import publish
-
         try:
-            # The search's files (history, importances: ~1.5 s of drawing and fANOVA)
-            # are written once for a state of its study; validation does not change it.
+            # The search's files (history, importances) are written once for a state of
+            # its study; validation does not change it.
             state = [(t.number, t.state, t.values) for t in self.study.get_trials(deepcopy=False)]
-            if state != self._published:
-                publish(self.study, self.plan, self.parent)
+            if state != self._published and self.parent is not None:
+                # Drawn by the record process while the validation trains (~4 s here).
+                self.parent.log_derived(PUBLISH, self.job.storage_url, self.plan)
                 self._published = state
             if validation is not None:
                 validation.publish(self.parent)
@@ -319,7 +321,9 @@ class Sweep:
             return None
         from pg.sweep.parent import parent_run
 
-        return parent_run(self.tracker, self.study, self.plan, self.job, self.base)
+        run = parent_run(self.tracker, self.study, self.plan, self.job, self.base)
+        self.tracker.warm(WARM_PUBLISH)  # while the first trials train, on the other core
+        return run
 
     def _label_orphans(self, orphans: list[Orphan], study_name: str) -> None:
         """Orphans of the search: closed and queued to run again (:meth:`_recover`);

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import contextlib
+import sys
+from typing import TYPE_CHECKING, Any, Protocol
 
 from omegaconf import OmegaConf
 
@@ -18,11 +20,21 @@ from pg.sweep.mode import SEED
 from pg.sweep.spec import QUIET
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     import optuna
     import pandas as pd
 
-    from pg.record.remote import RemoteRun
     from pg.sweep.spec import Plan
+
+
+class ResultsRun(Protocol):
+    """A run in the training process (RemoteRun) or in the record process (TrackedRun)."""
+
+    def log_files(self, files: Mapping[str, str | bytes], package_lock: bool = False) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+
 
 __all__ = ["BEST_YAML", "CONFIGURATIONS_CSV", "HISTORY_PNG", "IMPORTANCE_PNG", "TRIALS_CSV"]
 
@@ -113,7 +125,55 @@ def importance_png(study: optuna.Study) -> bytes | None:
     return png_bytes(importance_bars(scores, f"Parameter importance: {study.study_name}"))
 
 
-def publish(study: optuna.Study, plan: Plan, run: RemoteRun | None) -> None:
+def publish_stored(run: ResultsRun, storage_url: str, plan: Plan) -> None:
+    """:func:`publish` of the study in ``storage_url``, by the record process
+    (``RemoteRun.log_derived``): the sweep goes on meanwhile.  A failure is a warning, as
+    in the sweep's process: the trials are in the study whatever happens here."""
+    from pg.record.store import redact
+
+    try:
+        import optuna
+
+        from pg.sweep.study import open_storage
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(storage_url, plan.spec)
+        publish(optuna.load_study(study_name=plan.spec.study_name, storage=storage), plan, run)
+    except Exception as exc:
+        message = f"could not write the sweep's results: {type(exc).__name__}: {exc}"
+        print(f"pg: warning: {redact(message)}", file=sys.stderr, flush=True)
+
+
+def warm_steps() -> list[Callable[[], object]]:
+    """What :func:`publish_stored` imports, in steps of under a second or so each: the
+    record process takes them while a sweep's first trials train (pandas comes with
+    MLflow)."""
+
+    def study() -> None:
+        import optuna.importance  # noqa: F401
+
+    def forest() -> None:
+        import sklearn.ensemble  # noqa: F401 - Optuna's default importance evaluator
+
+    def plots() -> None:
+        from pg.plots import importance_bars, png_bytes
+
+        png_bytes(importance_bars({"a": 1.0}, "warm-up"))
+
+    return [_quiet(step) for step in (study, forest, plots)]
+
+
+def _quiet(step: Callable[[], None]) -> Callable[[], None]:
+    """A warm-up that fails does nothing: the work it prepares reports the error."""
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # raised again, with its context, by publish
+            step()
+
+    return run
+
+
+def publish(study: optuna.Study, plan: Plan, run: ResultsRun | None) -> None:
     """Write the end-of-sweep artifacts and tags to the parent run."""
     if run is None:
         return
@@ -217,11 +277,13 @@ def mean_std_ci(values: list[float]) -> tuple[float, float, float]:
     mean = sum(values) / len(values)
     if len(values) < 2:
         return mean, math.nan, math.nan
-    from scipy import stats
+    # scipy.stats.t.ppf's own function: scipy.stats's import (~1 s) at a sweep's end
+    # would cost more than its validation table.
+    from scipy.special import stdtrit
 
     n = len(values)
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, std, float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+    return mean, std, float(stdtrit(n - 1, 0.975) * std / math.sqrt(n))
 
 
 def configurations_lines(study: optuna.Study) -> list[str]:
