@@ -18,6 +18,12 @@ import pytest
 
 from pg.core import metrics as metric_names
 
+# Tests started in the background by a non-interactive shell inherit SIGINT ignored, and
+# so would every command they start: the Ctrl-C tests would find it ignored. Python's own
+# handler here makes the commands start with the default, as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_HOST = os.environ.get("PG_TEST_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("PG_TEST_PORT", "5432"))

@@ -108,6 +108,11 @@ class RemoteTracker:
         self.proc.runs[handle] = run
         return run
 
+    def sync(self) -> None:
+        """Return once the record process has handled every message sent before: it
+        handles them in order, and this call's answer comes after them."""
+        self._call("experiment_id")
+
     def warm(self, steps: str) -> None:
         """Have the record process import, when idle, what a later :meth:`RemoteRun.log_derived`
         needs: ``steps`` names a function of pg returning callables (pg.record.derived)."""

@@ -312,11 +312,21 @@ def work_on_ray(job_json: str, index: int, mailbox: Any) -> int:
     import optuna  # noqa: F401 - its storages come with it
     import sqlalchemy  # noqa: F401
 
-    return work(
-        job,
-        plan(build_spec(job.settings), job.arguments),
-        report=lambda line: mailbox.put.remote(line),
-    )
+    try:
+        return work(
+            job,
+            plan(build_spec(job.settings), job.arguments),
+            report=lambda line: mailbox.put.remote(line),
+        )
+    finally:
+        # A Ray worker process outlives its task and is stopped with the instance, before
+        # any exit handler could wait for its record process: the last trial's ends and
+        # state tags are written before the task reports done.
+        from pg.record.remote import open_remote_tracker
+
+        tracker = open_remote_tracker()
+        if tracker is not None:
+            tracker.sync()
 
 
 def _redact(text: str) -> str:
