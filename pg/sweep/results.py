@@ -130,15 +130,10 @@ def publish_stored(run: ResultsRun, storage_url: str, plan: Plan) -> None:
     (``RemoteRun.log_derived``): the sweep goes on meanwhile.  A failure is a warning, as
     in the sweep's process: the trials are in the study whatever happens here."""
     from pg.record.store import redact
+    from pg.sweep.study import open_existing_study
 
     try:
-        import optuna
-
-        from pg.sweep.study import open_storage
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = open_storage(storage_url, plan.spec)
-        publish(optuna.load_study(study_name=plan.spec.study_name, storage=storage), plan, run)
+        publish(open_existing_study(plan.spec.study_name, storage_url), plan, run)
     except Exception as exc:
         message = f"could not write the sweep's results: {type(exc).__name__}: {exc}"
         print(f"pg: warning: {redact(message)}", file=sys.stderr, flush=True)
