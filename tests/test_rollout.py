@@ -150,3 +150,23 @@ def test_evaluate_is_the_mean_greedy_return_of_one_episode_per_env() -> None:
     env.close()
     expected = np.mean([greedy_return(10 + i, policy) for i in range(3)])
     assert value == pytest.approx(expected)
+
+
+def test_two_action_sampling_is_the_inverse_cdf_draw_exactly() -> None:
+    """The two-action shortcut must pick what the general inverse-CDF draw picks.
+
+    Identical actions for the same seed are what keeps old runs reproducible, so the
+    comparison is exact, over logits from tiny to overflowing differences.
+    """
+    col = collector(MLPPolicy(4, (8,), 2), num_envs=64)
+    draws = np.random.default_rng(11)
+    for scale in (1e-3, 1.0, 10.0, 100.0):
+        for _ in range(50):
+            logits = (draws.standard_normal((64, 2)) * scale).astype(np.float32)
+            col.actor = lambda obs, lg=logits: lg.copy()  # type: ignore[assignment,misc]
+            col.rng = np.random.default_rng(3)
+            got = col.act(np.zeros((64, 4), dtype=np.float32))
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            cdf = np.cumsum(np.exp(shifted), axis=1)
+            u = np.random.default_rng(3).random((64, 1)) * cdf[:, -1:]
+            np.testing.assert_array_equal(got, (u > cdf).sum(axis=1))

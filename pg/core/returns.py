@@ -27,10 +27,14 @@ def discounted_returns(
     r = np.asarray(rewards, dtype=np.float64)
     d = np.asarray(dones, dtype=bool)
     out = np.empty_like(r)
-    running = np.zeros(r.shape[1:], dtype=np.float64)
+    # One row per iteration, a few hundred per update: written into preallocated rows
+    # (the same products and sums) because allocating per row cost more than the maths.
+    carried = np.empty(r.shape[1:], dtype=np.float64)
+    later = np.zeros(r.shape[1:], dtype=np.float64)
     for t in range(r.shape[0] - 1, -1, -1):
-        running = r[t] + gamma * np.where(d[t], 0.0, running)
-        out[t] = running
+        np.multiply(later, gamma, out=carried)
+        np.copyto(carried, 0.0, where=d[t])
+        later = np.add(r[t], carried, out=out[t])
     return out
 
 
