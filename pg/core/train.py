@@ -22,6 +22,7 @@ from pg.core import metrics as m
 from pg.core.algos import make_algorithm
 from pg.core.config import Config
 from pg.core.envs import make_vec_env, obs_dtype, space_shapes
+from pg.core.memory import reuse_freed_memory
 from pg.core.policy import PolicySpec, build_policy, make_spec
 from pg.core.progress import Progress
 from pg.core.rollout import Collector, evaluate
@@ -126,6 +127,7 @@ def training(cfg: Config, sink: MetricSink | None = None) -> Generator[Report, N
     """
     sink = sink or NullSink()
     torch.set_num_threads(cfg.train.torch_threads)
+    reuse_freed_memory()
     rng = seed_everything(cfg.seed)
     env = make_vec_env(cfg.env)
     eval_env = make_vec_env(cfg.env, num_envs=cfg.train.eval_episodes)
