@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -55,9 +56,17 @@ def template_store() -> Path:
     return _TEMPLATE[0]
 
 
-def whole(args: list[str], home: Path, code: Path = ROOT) -> float:
+STEPS = re.compile(r"after ([\d,]+) steps")
+
+
+def env_steps(output: str) -> int:
+    """Env steps of every trial and validation run a sweep printed (0 for one run)."""
+    return sum(int(n.replace(",", "")) for n in STEPS.findall(output))
+
+
+def whole(args: list[str], home: Path, code: Path = ROOT) -> tuple[float, int]:
     """Seconds of one ``python -m pg.run …`` process in a store of its own (a copy of an
-    empty store whose tables exist)."""
+    empty store whose tables exist), and the env steps it printed."""
     (home / "mlruns").mkdir(parents=True)
     shutil.copyfile(template_store(), home / "mlruns" / "mlflow.db")
     env = {**os.environ, "PG_HOME": str(home), "PYTHONPATH": str(code)}
@@ -79,7 +88,7 @@ def whole(args: list[str], home: Path, code: Path = ROOT) -> float:
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"pg.run {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return elapsed
+    return elapsed, env_steps(done.stdout + done.stderr)
 
 
 def paired(
@@ -94,12 +103,14 @@ def paired(
     each checkout in ``trees``."""
     trees = trees or {"now": ROOT}
     times: dict[tuple[str, str], list[float]] = {}
+    steps: dict[tuple[str, str], list[int]] = {}
     for i in range(repeats):
         for name, code in trees.items():
             for side, args in (("a", a), ("b", b)):
                 with tempfile.TemporaryDirectory() as tmp:
-                    t = whole(args, Path(tmp) / f"{side}{i}", code)
+                    t, n = whole(args, Path(tmp) / f"{side}{i}", code)
                 times.setdefault((name, side), []).append(t)
+                steps.setdefault((name, side), []).append(n)
     for name in trees:
         ta, tb = times[(name, "a")], times[(name, "b")]
         ma, mb = statistics.median(ta), statistics.median(tb)
@@ -110,6 +121,13 @@ def paired(
             f"  target {target}; {load()}",
             flush=True,
         )
+        na, nb = statistics.median(steps[(name, "a")]), statistics.median(steps[(name, "b")])
+        if na and nb and na != nb:  # sweeps that sampled different trials did different work
+            print(
+                f"   env steps {na / 1e6:.2f} M vs {nb / 1e6:.2f} M: per env step "
+                f"{(ma / na) / (mb / nb):.2f}x",
+                flush=True,
+            )
 
 
 def in_process(steps: int) -> None:
