@@ -8,6 +8,7 @@ check the statistics against values worked out by hand.
 from __future__ import annotations
 
 import math
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -131,26 +132,49 @@ def test_default_sweep_validates_top_2_on_3_fresh_seeds(store: Store, tmp_path: 
     assert list(shown["trial"]) == list(table["trial"])
 
 
+def worker_processes(sweep: subprocess.Popen[str], timeout: float = 300) -> tuple[set[int], str]:
+    """Pids of every ``pg.sweep.worker`` child seen while ``sweep`` ran, and its output."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while sweep.poll() is None:
+        if time.monotonic() > deadline:
+            kill_group(sweep)
+            pytest.fail("the sweep did not end")
+        for proc in Path("/proc").iterdir():
+            try:
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent == sweep.pid and b"pg.sweep.worker" in (proc / "cmdline").read_bytes():
+                    seen.add(int(proc.name))
+            except (OSError, ValueError, IndexError):
+                continue  # not a process, or gone meanwhile
+        time.sleep(0.05)
+    assert sweep.stdout is not None
+    return seen, sweep.stdout.read()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 def test_seed_list_search_validates_on_seeds_after_it_with_two_workers(store: Store) -> None:
-    """``seed=4,7``: each trial trains seeds 4 and 7, validation takes 8 and 9."""
-    out = ok(
-        run_module(
-            "pg.run",
-            [
-                "-m",
-                *TINY,
-                "sweep=cartpole_reinforce",  # a search (a seed list alone is a grid)
-                "seed=4,7",
-                "hydra.sweeper.n_trials=2",
-                "hydra.sweeper.pruner.name=none",
-                "hydra.sweeper.workers=2",
-                "hydra.sweeper.validate.top_k=1",
-                "hydra.sweeper.validate.seeds=2",
-            ],
-            store,
-            timeout=300,
-        )
+    """``seed=4,7``: each trial trains seeds 4 and 7, validation takes 8 and 9; the second
+    worker is one process for both stages, gone when the sweep ends."""
+    sweep = start_sweep(
+        store,
+        [
+            "-m",
+            *TINY,
+            "sweep=cartpole_reinforce",  # a search (a seed list alone is a grid)
+            "seed=4,7",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.pruner.name=none",
+            "hydra.sweeper.workers=2",
+            "hydra.sweeper.validate.top_k=1",
+            "hydra.sweeper.validate.seeds=2",
+        ],
+        capture=True,
     )
+    workers, out = worker_processes(sweep)
+    assert sweep.returncode == 0, out
+    assert len(workers) == 1, workers  # started once, kept for the validation
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     assert {r.data.tags["pg.seed"] for r in runs_of(store, "seed")} == {"4", "7"}
     validation = runs_of(store, "validation")
     assert sorted(r.data.tags["pg.seed"] for r in validation) == ["8", "9"]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from pg.core.config import Config
     from pg.record.remote import RemoteRun, RemoteTracker
+    from pg.sweep.local_backend import LocalWorkers
     from pg.sweep.orphans import Orphan
     from pg.sweep.ray_backend import RayCluster
     from pg.sweep.validation_stage import ValidationStage
@@ -78,6 +79,7 @@ class Sweep:
         self.study = study
         self.tracker = tracker
         self.cluster = cluster  # backend=ray: where the workers run
+        self.local: LocalWorkers | None = None  # backend=local: workers 1..N-1, kept
         self.parent: RemoteRun | None = None
         self._published: list[Any] | None = None  # the study's state last published
 
@@ -193,6 +195,8 @@ class Sweep:
             finally:
                 if self.cluster is not None:
                     self.cluster.close()
+                if self.local is not None:
+                    self.local.close()
                 if self.parent is not None:
                     if code == EXIT_FAILURES:
                         self.parent.set_tags({names.ERROR: failure})
@@ -310,9 +314,11 @@ class Sweep:
         if self.cluster is not None:
             name = plan.spec.study_name
             return self.cluster.run(job, plan, study, lambda o: self._label_orphans(o, name))
-        from pg.sweep.local_backend import run_local
+        if self.local is None:
+            from pg.sweep.local_backend import LocalWorkers
 
-        return run_local(job, self.plan, plan.spec.workers)
+            self.local = LocalWorkers()
+        return self.local.run(job, self.plan, plan.spec.workers)
 
     # -- MLflow ----------------------------------------------------------------
     def _parent_run(self) -> RemoteRun | None:

@@ -1,7 +1,8 @@
 """The ask -> run -> tell loop, in the sweep's process or in a worker process of its own.
 
-``python -m pg.sweep.worker JOB.json`` is what the sweep starts ``workers`` times; each
-asks its next trial as soon as it is free, so trials never wait for a batch.
+``python -m pg.sweep.worker --serve FD`` is what the sweep starts ``workers - 1`` times
+(``python -m pg.sweep.worker JOB.json`` runs one job); each asks its next trial as soon
+as it is free, so trials never wait for a batch.
 """
 
 from __future__ import annotations
@@ -183,19 +184,49 @@ def _fmt(value: Any) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--serve"]:
+        try:
+            return serve(int(argv[1]))
+        except KeyboardInterrupt:  # Ctrl-C while waiting for the next job
+            return EXIT_INTERRUPTED
+    try:
+        return run_job(Job.load(Path(argv[0])))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def run_job(job: Job) -> int:
     from pg.sweep.compose import ensure_hydra
     from pg.sweep.spec import build_spec, plan
 
-    job = Job.load(Path(argv[0]))
     if job.command:
         from pg.record.provenance import set_command
 
         set_command(job.command)
     ensure_hydra(job.conf_dir)
-    try:
-        return work(job, plan(build_spec(job.settings), job.arguments))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    return work(job, plan(build_spec(job.settings), job.arguments))
+
+
+def serve(status_fd: int) -> int:
+    """Jobs (paths of their JSON files) from stdin, one per line, until it ends; each
+    job's exit code on ``status_fd`` once its records are written (see local_backend)."""
+    from pg.record.remote import open_remote_tracker
+
+    with os.fdopen(status_fd, "w") as status:
+        for line in sys.stdin:
+            try:
+                code = run_job(Job.load(Path(line.strip())))
+            except KeyboardInterrupt:
+                code = EXIT_INTERRUPTED
+            tracker = open_remote_tracker()
+            if tracker is not None and code != EXIT_INTERRUPTED:
+                # The sweep reads what this job recorded (the best trial's run) next.
+                tracker.sync()
+            status.write(f"{code}\n")
+            status.flush()
+            if code == EXIT_INTERRUPTED:
+                return code
+    return EXIT_OK
 
 
 def _die_with_parent() -> None:
