@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from pg.stats import t_interval as t_interval  # analysis's API before pg.stats
+
 IGNORED_PARAMS = ("params.seed",)
 IGNORED_PREFIXES = ("params.tracking.",)
 FINISHED = "FINISHED"
@@ -59,22 +61,6 @@ def with_config_ids(frame: pd.DataFrame) -> pd.DataFrame:
 
     out["config"] = [digest(list(row)) for row in keys.itertuples(index=False, name=None)]
     return out
-
-
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, sample std, half-width)`` of the Student-t interval; NaN width for n < 2."""
-    from scipy import stats
-
-    arr = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    n = len(arr)
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(arr.mean())
-    if n < 2:
-        return mean, math.nan, math.nan
-    std = float(arr.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
-    return mean, std, half
 
 
 def aggregate(

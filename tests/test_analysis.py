@@ -161,6 +161,10 @@ def test_t_interval_by_hand() -> None:
     assert (mean, std) == (2.0, 1.0)
     assert half == pytest.approx(4.302652729911275 / math.sqrt(3))
     assert math.isnan(t_interval([5.0])[2])
+    # NaN (a run without the metric) is left out; 90 %: t(0.95, 2) = 2.9199856
+    assert t_interval([1.0, math.nan, 2.0, 3.0], 0.90) == pytest.approx(
+        (2.0, 1.0, 2.9199856 / math.sqrt(3))
+    )
 
 
 def test_histories_fetch_only_requested(built: dict[str, Any]) -> None:

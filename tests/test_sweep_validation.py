@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from pg.sweep.results import mean_std_ci
+from pg.stats import t_interval
 from pg.sweep.spec import SweepError, build_spec
 from pg.sweep.validation import validation_seeds
 from pg.sweep.validation_table import top_configurations, validation_table, winner
@@ -290,16 +290,16 @@ def test_bad_validate_values_are_refused_in_one_line(
 # -- units --------------------------------------------------------------------------------
 
 
-def test_mean_std_ci_against_hand_computed_values() -> None:
+def test_t_interval_against_hand_computed_values() -> None:
     # 1, 2, 3, 4: mean 2.5, s = sqrt(5/3) = 1.2909944, t(0.975, 3) = 3.1824463,
     # half-width = 3.1824463 * 1.2909944 / 2 = 4.1085205 / 2 = 2.0542603
-    mean, std, half = mean_std_ci([1.0, 2.0, 3.0, 4.0])
+    mean, std, half = t_interval([1.0, 2.0, 3.0, 4.0])
     assert (mean, std, half) == pytest.approx((2.5, 1.2909944, 2.0542603), rel=1e-6)
     # 10, 12: mean 11, s = sqrt(2), half-width = t(0.975, 1) * sqrt(2) / sqrt(2) = 12.7062047
-    assert mean_std_ci([10.0, 12.0]) == pytest.approx((11.0, math.sqrt(2), 12.7062047))
-    one = mean_std_ci([5.0])
+    assert t_interval([10.0, 12.0]) == pytest.approx((11.0, math.sqrt(2), 12.7062047))
+    one = t_interval([5.0])
     assert one[0] == 5.0 and math.isnan(one[1]) and math.isnan(one[2])
-    assert all(math.isnan(x) for x in mean_std_ci([]))
+    assert all(math.isnan(x) for x in t_interval([]))
 
 
 def test_fresh_seeds_follow_the_largest_search_seed() -> None:

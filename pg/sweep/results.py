@@ -257,28 +257,10 @@ def configurations_table(study: optuna.Study) -> pd.DataFrame:
 
 
 def _mean_ci(values: list[float]) -> tuple[float, float]:
-    mean, _, half = mean_std_ci(values)
+    from pg.stats import t_interval
+
+    mean, _, half = t_interval(values)
     return mean, half
-
-
-def mean_std_ci(values: list[float]) -> tuple[float, float, float]:
-    """Mean, sample std and the half-width of the 95 % Student-t interval of the mean,
-    ``t(0.975, n-1) * std / sqrt(n)``: with the 3-10 seeds a sweep affords, the normal
-    approximation would claim intervals far too narrow.  NaN where undefined (n < 2)."""
-    import math
-
-    if not values:
-        return math.nan, math.nan, math.nan
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    # scipy.stats.t.ppf's own function: scipy.stats's import (~1 s) at a sweep's end
-    # would cost more than its validation table.
-    from scipy.special import stdtrit
-
-    n = len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, std, float(stdtrit(n - 1, 0.975) * std / math.sqrt(n))
 
 
 def configurations_lines(study: optuna.Study) -> list[str]:

@@ -64,7 +64,7 @@ def validation_table(
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    from pg.sweep.results import mean_std_ci
+    from pg.stats import t_interval
 
     by_pair: dict[tuple[int, int], list[FrozenTrial]] = {}
     for t in vstudy.get_trials(deepcopy=False):
@@ -84,7 +84,7 @@ def validation_table(
                 failed += 1
             else:
                 complete = False
-        mean, std, half = mean_std_ci(values)
+        mean, std, half = t_interval(values)
         rows.append(
             {
                 "trial": trial.number,
