@@ -16,11 +16,12 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from pg.core.config import Config, to_config
+from pg.core.config import Config, EnvConfig, to_config
 from pg.core.envs import make_vec_env
 from pg.core.train import train
 from pg.experiment import Snapshot, execute
@@ -39,6 +40,39 @@ def raw_env_sps(cfg: Config, steps: int) -> float:
     elapsed = time.perf_counter() - start
     env.close()
     return done / elapsed
+
+
+def env_share(cfg: Config) -> tuple[float, float]:
+    """Share of a training run's loop time spent in the vector env's own step, and the
+    loop's steps/s: both from the same run, so a busy machine cannot skew one side.
+
+    If the env steps as fast inside the loop as alone, this share is the loop/raw ratio.
+    """
+    import pg.core.train as training
+
+    spent = [0.0]
+    make = training.make_vec_env  # type: ignore[attr-defined]
+
+    def timed_env(env_cfg: EnvConfig, num_envs: int | None = None) -> Any:
+        env = make(env_cfg, num_envs)
+        if num_envs is None:  # the training env (the evaluation one is sized)
+            step = env.step
+
+            def timed_step(actions: Any) -> Any:
+                start = time.perf_counter()
+                out = step(actions)
+                spent[0] += time.perf_counter() - start
+                return out
+
+            env.step = timed_step  # type: ignore[method-assign]
+        return env
+
+    training.make_vec_env = timed_env  # type: ignore[attr-defined,assignment]
+    try:
+        result = train(cfg)
+    finally:
+        training.make_vec_env = make  # type: ignore[attr-defined]
+    return spent[0] / result.seconds, result.steps / result.seconds
 
 
 def collection_sps(cfg: Config, steps: int) -> float:

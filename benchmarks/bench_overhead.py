@@ -134,7 +134,7 @@ def in_process(steps: int) -> None:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_core import collection_sps, fixed_budget, raw_env_sps
+    from bench_core import collection_sps, env_share, fixed_budget, raw_env_sps
 
     from pg.core.train import train
     from pg.experiment import Snapshot, execute
@@ -166,11 +166,17 @@ def in_process(steps: int) -> None:
         raw.append(raw_env_sps(untracked, steps // 4))
         collect = collection_sps(untracked, steps)
         raw.append(raw_env_sps(untracked, steps // 4))
+        share, timed_sps = env_share(untracked)
         # Best of each: another process on the two cores only ever slows a side down.
         print(
             f"5. loop {max(loop):,.0f} steps/s vs raw vector env {max(raw):,.0f} at 32 envs = "
             f"{max(loop) / max(raw):.2f} (target >= 0.50); collection alone "
             f"{collect / max(raw):.2f} (best of 2 loops, 4 raw measurements); {load()}",
+            flush=True,
+        )
+        print(
+            f"   within one run: {100 * share:.0f} % of the loop's time is the vector env's "
+            f"step ({timed_sps:,.0f} steps/s); {load()}",
             flush=True,
         )
 
