@@ -296,7 +296,7 @@ def work_on_ray(job_json: str, index: int, mailbox: Any) -> int:
     from pg.sweep.compose import ensure_hydra
     from pg.sweep.spec import build_spec, plan
     from pg.sweep.study import owner_id
-    from pg.sweep.worker import work
+    from pg.sweep.worker import records_written, work
 
     ray.get(mailbox.hello.remote(index, owner_id()))
     job = Job(**json.loads(job_json))
@@ -322,11 +322,7 @@ def work_on_ray(job_json: str, index: int, mailbox: Any) -> int:
         # A Ray worker process outlives its task and is stopped with the instance, before
         # any exit handler could wait for its record process: the last trial's ends and
         # state tags are written before the task reports done.
-        from pg.record.remote import open_remote_tracker
-
-        tracker = open_remote_tracker()
-        if tracker is not None:
-            tracker.sync()
+        records_written()
 
 
 def _redact(text: str) -> str:

@@ -210,23 +210,29 @@ def run_job(job: Job) -> int:
 def serve(status_fd: int) -> int:
     """Jobs (paths of their JSON files) from stdin, one per line, until it ends; each
     job's exit code on ``status_fd`` once its records are written (see local_backend)."""
-    from pg.record.remote import open_remote_tracker
-
     with os.fdopen(status_fd, "w") as status:
         for line in sys.stdin:
             try:
                 code = run_job(Job.load(Path(line.strip())))
             except KeyboardInterrupt:
                 code = EXIT_INTERRUPTED
-            tracker = open_remote_tracker()
-            if tracker is not None and code != EXIT_INTERRUPTED:
-                # The sweep reads what this job recorded (the best trial's run) next.
-                tracker.sync()
+            if code != EXIT_INTERRUPTED:
+                records_written()  # the sweep reads what this job recorded next
             status.write(f"{code}\n")
             status.flush()
             if code == EXIT_INTERRUPTED:
                 return code
     return EXIT_OK
+
+
+def records_written() -> None:
+    """Return once this process's record process has written every call sent so far: a
+    job reports done only then, since a kept or Ray worker process outlives its job."""
+    from pg.record.remote import open_remote_tracker
+
+    tracker = open_remote_tracker()
+    if tracker is not None:
+        tracker.sync()
 
 
 def _die_with_parent() -> None:
