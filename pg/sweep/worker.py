@@ -184,14 +184,11 @@ def _fmt(value: Any) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--serve"]:
-        try:
-            return serve(int(argv[1]))
-        except KeyboardInterrupt:  # Ctrl-C while waiting for the next job
-            return EXIT_INTERRUPTED
     try:
+        if argv[:1] == ["--serve"]:
+            return serve(int(argv[1]))
         return run_job(Job.load(Path(argv[0])))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # in a trial, or while a kept worker waits for a job
         return EXIT_INTERRUPTED
 
 
