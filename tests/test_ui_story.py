@@ -158,6 +158,9 @@ def test_single_run_keeps_its_name(
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
         run.data.metrics
     )
+    # Shorter than one sampling interval: the one sample is taken at the end, so its CPU
+    # share covers the training (a sample from the start reads psutil's meaningless 0.0).
+    assert 0.0 < run.data.metrics["system/cpu_utilization_percentage"] <= 100.0
     assert run.info.run_name == "cartpole-reinforce-s0"
     assert run.data.tags["pg.command"].startswith("python -m pg.run train.max_steps=3000")
     assert len(run.outputs.model_outputs) == 1

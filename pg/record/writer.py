@@ -262,21 +262,26 @@ class TrackedRun:
             self.run_id, sampling_interval=interval, tracking_uri=self.location.uri
         )
         self._system.start()
-        self._system_until = time.monotonic() + 5 * interval
 
     def _finish_system(self) -> None:
-        """Stop the sampling, after its first sample: the monitor publishes one only after
-        a whole interval, and a short run (ended by the training process the moment its
-        training is done) must still show the machine's load."""
+        """Stop the sampling; a run shorter than one interval still gets a sample.
+
+        The monitor takes a sample at its start and publishes it one interval later, so a
+        short run would either wait for that or have none.  Its CPU share would be
+        meaningless anyway (psutil's first reading in a process is 0.0, a later one is
+        the share since the previous reading), so instead the thread is stopped at once
+        and one sample taken now is published: its CPU share covers the whole run.
+        """
         system, self._system = self._system, None
         thread = getattr(system, "_process", None)  # MLflow 3's sampling thread
-        while (
-            getattr(system, "_logging_step", 1) == 0  # nothing published yet
-            and thread is not None
-            and thread.is_alive()
-            and time.monotonic() < self._system_until
-        ):
-            time.sleep(0.05)
+        if thread is not None:
+            system._shutdown_event.set()
+            thread.join()
+            if system._logging_step == 0:  # nothing published yet
+                for monitor in system.monitors:
+                    monitor.clear_metrics()
+                system.collect_metrics()
+                system.publish_metrics(system.aggregate_metrics())
         system.finish()
 
     def end(self, status: str) -> None:
