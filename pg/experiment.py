@@ -122,8 +122,9 @@ def execution(
     The run is recorded by the record process (:mod:`pg.record.remote`): this process
     trains while the run is created, and draws the clip while the curve and the model
     are written.  ``on_start`` gets the run's id once the run exists (at the latest when
-    the generator ends); ``wait_at_end=False`` does not wait for the run's end to be
-    written (a sweep trains its next trial meanwhile).
+    the generator ends); ``wait_at_end=False`` does not wait for the run's end, its
+    curve or its model to be written (a sweep trains its next trial meanwhile), only for
+    the calls its outcome rests on (:meth:`~pg.record.remote.RemoteRun.checkpoint`).
     """
     from pg.core.train import training
 
@@ -165,6 +166,7 @@ def execution(
         result = yield from training(cfg, sink=run)
         run.log_metrics({m.OBJECTIVE: result.objective}, result.steps)
         run.set_tags({names.SOLVED: str(result.solved).lower(), names.STEPS: str(result.steps)})
+        run.checkpoint()  # wait_at_end=False: what follows is written as the next one trains
         curve = Curve(
             result.episode_steps, result.episode_returns, result.eval_steps, result.eval_returns
         )

@@ -67,8 +67,9 @@ class RecordProcess:
         self.lock = threading.Lock()
         self.handles = itertools.count(1)
         self.seq = itertools.count(1)
+        self.asked: set[int] = set()  # calls whose answer someone will wait for
+        self.answers: dict[int, tuple[bool, Any]] = {}
         self.runs: dict[int, RemoteRun] = {}
-        self.background: set[int] = set()  # runs ended without waiting
         self.gone: str | None = None
         self.used = False  # told of a store (until then it only imports MLflow)
         self.wake = threading.Event()
@@ -109,18 +110,29 @@ class RecordProcess:
 
     def call(self, target: tuple[str, Any], method: str, *args: Any, **kwargs: Any) -> Any:
         """A call waited for: handled after everything sent before it."""
+        return self.answer(self.ask(target, method, *args, **kwargs))
+
+    def ask(self, target: tuple[str, Any], method: str, *args: Any, **kwargs: Any) -> int:
+        """Send a call whose answer :meth:`answer` waits for later; its number."""
         with self.lock:
             self._ship(self.runs.get(target[1]) if target[0] != "tracker" else None)
             seq = next(self.seq)
+            self.asked.add(seq)
             self._send(("call", seq, target, method, args, kwargs))
-            while True:
-                message = self._receive()
-                # A reply to an older call (one a Ctrl-C abandoned) is dropped.
-                if message[0] == "reply" and message[1] == seq:
-                    break
-        if not message[2]:
-            raise raise_payload(message[3])
-        return message[3]
+        return seq
+
+    def answer(self, seq: int) -> Any:
+        """The answer to call ``seq`` (:meth:`ask`), waited for if it has not come yet."""
+        try:
+            with self.lock:
+                while seq not in self.answers:
+                    self._receive()
+                ok, value = self.answers.pop(seq)
+        finally:
+            self.asked.discard(seq)
+        if not ok:
+            raise raise_payload(value)
+        return value
 
     def _receive(self) -> tuple[Any, ...]:
         while True:
@@ -135,7 +147,11 @@ class RecordProcess:
                     continue
             self.gone = f"the record process died (exit status {self.process.poll()})"
             raise RecordProcessError(self.gone)
-        if message[0] == "notice":
+        if message[0] == "reply":
+            # Kept for its asker; a reply to a call a Ctrl-C abandoned is dropped.
+            if message[1] in self.asked:
+                self.answers[message[1]] = (message[2], message[3])
+        elif message[0] == "notice":
             self._notice(message[1], message[2])
         elif message[0] == "started" and message[1] in self.runs:
             self.runs[message[1]].started(message[2])
@@ -147,9 +163,11 @@ class RecordProcess:
             run.error = raise_payload(payload)
             return
         # A run ended without waiting, or a tag on another run: the sweep goes on.
-        data = payload[0]
-        text = repr(pickle.loads(data)) if isinstance(data, bytes) else f"{data[0]}: {data[1]}"
-        print(f"pg: warning: could not record: {redact(text)}", file=sys.stderr, flush=True)
+        self.warn(raise_payload(payload))
+
+    def warn(self, exc: BaseException) -> None:
+        """A failed call that nothing waits for any more: the work goes on."""
+        print(f"pg: warning: could not record: {redact(repr(exc))}", file=sys.stderr, flush=True)
 
     # -- shipping rows -------------------------------------------------------------------
     def _ship_loop(self) -> None:

@@ -174,6 +174,7 @@ class RemoteRun:
         self.ending = False
         self._run_id: str | None = None
         self._on_start: Callable[[str], None] | None = None
+        self._checked: int | None = None  # the checkpoint's call (see checkpoint)
 
     @property
     def _target(self) -> tuple[str, int]:
@@ -257,6 +258,18 @@ class RemoteRun:
         if hook is not None:
             hook(self.run_id)
 
+    def checkpoint(self) -> None:
+        """Mark what a run ended without waiting must have recorded (its params, metrics
+        and tags: what its outcome rests on) from what may follow as it ends (the curve,
+        the model: written while the next trial trains).
+
+        :meth:`end` then waits only for the calls made up to here and raises their
+        failure; a later call that fails ends the run FAILED in the record and is
+        printed as a warning, like a failure of the end itself.
+        """
+        if not self.wait_at_end and not self.wait_for_calls and self._checked is None:
+            self._checked = self.proc.ask(self._target, "check")
+
     def end(self, status: str) -> None:
         """End the run; raises what went wrong with its record, unless raised already."""
         if self._on_start is not None:
@@ -265,10 +278,18 @@ class RemoteRun:
         seen = self.raised
         try:
             if not self.wait_at_end:
-                failed = self.proc.call(self._target, "check")
-                if failed is None and self.error is None:
+                checked = self._checked
+                if checked is None:
+                    failed = self.proc.call(self._target, "check")
+                else:
+                    failed = self.proc.answer(checked)
+                if failed is None and (self.error is None or checked is not None):
                     self.proc.cast(self._target, "end", status)
-                    self.proc.background.add(self.handle)
+                    with self.proc.lock:  # a later failure's notice: a warning from now on
+                        self.proc.runs.pop(self.handle, None)
+                        late, self.error = self.error, None
+                    if late is not None:
+                        self.proc.warn(late)
                     self.status = status
                     return
             failed = self.proc.call(self._target, "end", status)

@@ -1,0 +1,69 @@
+"""A run ended without waiting (a sweep's trial) answers for the calls made up to its
+checkpoint; what it writes after (curve, model) is written while the next trial trains,
+and a failure there ends the run FAILED in the record with a warning, not a failed trial."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import Store
+
+SCRIPT = """
+import sys
+from pg.core.config import to_config
+from pg.record.remote import remote_tracker
+
+tracker = remote_tracker(to_config({"tracking": {"uri": sys.argv[1], "experiment": "c"}}).tracking)
+for name, before in (("before", True), ("after", False), ("clean", None)):
+    run = tracker.start_run(name, {}, wait_at_end=False)
+    run.log_metrics({"m": 1.0}, 1)
+    if before:
+        run.log_derived("os:system", "true")  # fails in the record process
+    run.checkpoint()
+    if before is False:
+        run.log_derived("os:system", "true")
+    run.set_tags({"last": "yes"})
+    try:
+        run.end("FINISHED")
+        print(name, "ended", run.status)
+    except ValueError as exc:
+        print(name, "end raised:", exc)
+tracker.sync()
+"""
+
+
+def test_a_failure_after_the_checkpoint_is_a_warning_and_before_it_fails_the_end(
+    store: Store,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, store.uri],
+        cwd=store.home,
+        env=store.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines == [
+        "before end raised: not a function of pg: 'os:system'",
+        "after ended FINISHED",
+        "clean ended FINISHED",
+    ], done.stdout
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("pg: warning")]
+    assert warnings == [
+        "pg: warning: could not record: ValueError(\"not a function of pg: 'os:system'\")"
+    ], done.stderr
+    assert "Traceback" not in done.stderr
+
+    runs = {r.info.run_name: r for r in store.runs("c")}
+    # Whichever side of the checkpoint a call failed on, the record says so.
+    for name in ("before", "after"):
+        run = runs[name]
+        assert run.info.status == "FAILED", name
+        assert "not a function of pg" in run.data.tags["pg.error"], name
+        assert run.data.metrics["m"] == 1.0, name
+    assert runs["clean"].info.status == "FINISHED"
+    assert runs["clean"].data.tags["last"] == "yes"
+    assert runs["clean"].data.metrics["m"] == 1.0
