@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -64,12 +65,14 @@ def env_steps(output: str) -> int:
     return sum(int(n.replace(",", "")) for n in STEPS.findall(output))
 
 
-def whole(args: list[str], home: Path, code: Path = ROOT) -> tuple[float, int]:
+def whole(args: list[str], home: Path, code: Path = ROOT) -> tuple[float, int, float]:
     """Seconds of one ``python -m pg.run …`` process in a store of its own (a copy of an
-    empty store whose tables exist), and the env steps it printed."""
+    empty store whose tables exist), the env steps it printed, and the CPU seconds of it
+    and every process it started (workers, record processes: each waits for its own)."""
     (home / "mlruns").mkdir(parents=True)
     shutil.copyfile(template_store(), home / "mlruns" / "mlflow.db")
     env = {**os.environ, "PG_HOME": str(home), "PYTHONPATH": str(code)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [
@@ -86,9 +89,11 @@ def whole(args: list[str], home: Path, code: Path = ROOT) -> tuple[float, int]:
         text=True,
     )
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"pg.run {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return elapsed, env_steps(done.stdout + done.stderr)
+    return elapsed, env_steps(done.stdout + done.stderr), cpu
 
 
 def paired(
@@ -98,19 +103,23 @@ def paired(
     repeats: int,
     target: str,
     trees: dict[str, Path] | None = None,
+    floor: bool = False,
 ) -> None:
     """Median seconds of ``a`` and ``b`` (interleaved, fresh stores) and their ratio, for
-    each checkout in ``trees``."""
+    each checkout in ``trees``.  ``floor``: also the best ratio ``a`` could reach on this
+    machine's cores with the CPU work it did (its CPU seconds spread evenly over them)."""
     trees = trees or {"now": ROOT}
     times: dict[tuple[str, str], list[float]] = {}
     steps: dict[tuple[str, str], list[int]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
     for i in range(repeats):
         for name, code in trees.items():
             for side, args in (("a", a), ("b", b)):
                 with tempfile.TemporaryDirectory() as tmp:
-                    t, n = whole(args, Path(tmp) / f"{side}{i}", code)
+                    t, n, c = whole(args, Path(tmp) / f"{side}{i}", code)
                 times.setdefault((name, side), []).append(t)
                 steps.setdefault((name, side), []).append(n)
+                cpus.setdefault((name, side), []).append(c)
     for name in trees:
         ta, tb = times[(name, "a")], times[(name, "b")]
         ma, mb = statistics.median(ta), statistics.median(tb)
@@ -121,6 +130,10 @@ def paired(
             f"  target {target}; {load()}",
             flush=True,
         )
+        ca, cb = statistics.median(cpus[(name, "a")]), statistics.median(cpus[(name, "b")])
+        cores = os.cpu_count() or 1
+        bound = f"; floor on {cores} cores {ca / cores / mb:.2f}x" if floor else ""
+        print(f"   CPU seconds (all processes) {ca:.1f} vs {cb:.1f}{bound}", flush=True)
         na, nb = statistics.median(steps[(name, "a")]), statistics.median(steps[(name, "b")])
         if na and nb and na != nb:  # sweeps that sampled different trials did different work
             print(
@@ -221,6 +234,7 @@ def main() -> None:
             ["-m", f"hydra.sweeper.sampler.seed={seed}"],
             1,
             "<= 0.6x",
+            floor=True,
         )
 
 

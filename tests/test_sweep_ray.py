@@ -218,9 +218,20 @@ def ray_temp() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+# Ports a Ray head takes by default for its other components: a free port that happens to
+# be one of them makes `ray start` refuse ("used by other components").
+RAY_DEFAULT_PORTS = {6379, 8265, 10001, 52365}
+
+
+def head_port() -> int:
+    while (port := free_port()) in RAY_DEFAULT_PORTS:
+        pass
+    return port
+
+
 @pytest.fixture
 def ray_head(ray_temp: str) -> Iterator[RayHead]:
-    head = RayHead(ray_temp, free_port())
+    head = RayHead(ray_temp, head_port())
     head.start()
     try:
         yield head
@@ -362,7 +373,10 @@ def test_killed_ray_worker_fails_its_trial_and_the_sweep_goes_on(
             "hydra.sweeper.workers=2",
             "hydra.sweeper.n_trials=4",
             "hydra.sweeper.pruner.name=none",
-            "train.max_steps=200000",
+            # Long enough that the kill below (~1 s into the trial) lands mid-training, not
+            # after the run has ended and before Optuna is told (its record is then whole:
+            # FINISHED, not KILLED).
+            "train.max_steps=400000",
             "train.report_every=1000",
             "train.target_return=null",
         ],

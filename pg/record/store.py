@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pg.record.home import project_home
+
 if TYPE_CHECKING:
     from pg.core.config import ConfigError, TrackingConfig
 
@@ -35,33 +37,6 @@ def redact(text: str) -> str:
     """Hide passwords in URIs (``user:***@host``) and secret query parameters."""
     text = _URI_PASSWORD.sub(r"\g<head>***", text)
     return _QUERY_SECRET.sub(r"\g<head>***", text)
-
-
-CHECKOUT = Path(__file__).resolve().parents[2]  # pg/record/store.py -> the checkout
-
-
-def project_home() -> Path:
-    """Where the embedded store lives: ``$PG_HOME``, else the project checkout."""
-    env = os.environ.get("PG_HOME")
-    if env:
-        return Path(env).expanduser().resolve()
-    return checkout_home(CHECKOUT)
-
-
-def checkout_home(checkout: Path) -> Path:
-    """``checkout``, or ``checkout/pg`` for a checkout whose only store is there.
-
-    Versions of pg from the run-record layer to this fix put the embedded store one
-    level too deep, in ``pg/mlruns``.  Such a store keeps being used, not moved: its runs'
-    artifact locations are absolute paths into it.
-    """
-    misplaced = checkout / "pg"
-    if (
-        not (checkout / "mlruns" / "mlflow.db").exists()
-        and (misplaced / "mlruns" / "mlflow.db").exists()
-    ):
-        return misplaced
-    return checkout
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -264,14 +264,9 @@ class TrackedRun:
         self._system.start()
 
     def _finish_system(self) -> None:
-        """Stop the sampling; a run shorter than one interval still gets a sample.
-
-        The monitor takes a sample at its start and publishes it one interval later, so a
-        short run would either wait for that or have none.  Its CPU share would be
-        meaningless anyway (psutil's first reading in a process is 0.0, a later one is
-        the share since the previous reading), so instead the thread is stopped at once
-        and one sample taken now is published: its CPU share covers the whole run.
-        """
+        """Stop the sampling at once.  A run shorter than one interval, which would wait
+        for the monitor to publish its start sample (whose CPU share is psutil's
+        meaningless first 0.0), gets one taken now instead: its CPU share covers the run."""
         system, self._system = self._system, None
         thread = getattr(system, "_process", None)  # MLflow 3's sampling thread
         if thread is not None:
