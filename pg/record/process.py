@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pg.record.store import redact
+from pg.record.store import warn
 
 if TYPE_CHECKING:
     from pg.record.remote import RemoteRun
@@ -167,7 +167,7 @@ class RecordProcess:
 
     def warn(self, exc: BaseException) -> None:
         """A failed call that nothing waits for any more: the work goes on."""
-        print(f"pg: warning: could not record: {redact(repr(exc))}", file=sys.stderr, flush=True)
+        warn(f"could not record: {exc!r}")
 
     # -- shipping rows -------------------------------------------------------------------
     def _ship_loop(self) -> None:

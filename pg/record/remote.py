@@ -111,7 +111,7 @@ class RemoteTracker:
     def sync(self) -> None:
         """Return once the record process has handled every message sent before: it
         handles them in order, and this call's answer comes after them."""
-        self._call("experiment_id")
+        self._call("sync")
 
     def warm(self, steps: str) -> None:
         """Have the record process import, when idle, what a later :meth:`RemoteRun.log_derived`

@@ -52,7 +52,7 @@ RUN_METHODS = frozenset((
 ))  # fmt: skip
 TRACKER_METHODS = frozenset((
     "experiment_id", "set_tags", "attach", "log_metric", "status", "terminate", "trial_runs",
-    "best_model", "policy_files", "run_tag", "register", "warm",
+    "best_model", "policy_files", "run_tag", "register", "warm", "sync",
 ))  # fmt: skip
 
 
@@ -217,6 +217,8 @@ class Service:
     def tracker_call(self, key: Any, method: str, args: Any, kwargs: dict[str, Any]) -> Any:
         if method == "warm":  # imports a later log_derived needs, in idle moments
             self.warmups += resolve(args[0])()
+            return None
+        if method == "sync":  # answered in turn: everything sent before it is handled
             return None
         tracker = self.tracker(key)
         value = getattr(tracker, method)

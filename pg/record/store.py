@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,11 @@ def redact(text: str) -> str:
     """Hide passwords in URIs (``user:***@host``) and secret query parameters."""
     text = _URI_PASSWORD.sub(r"\g<head>***", text)
     return _QUERY_SECRET.sub(r"\g<head>***", text)
+
+
+def warn(message: str) -> None:
+    """Something went wrong that the work goes on without: one redacted console line."""
+    print(f"pg: warning: {redact(message)}", file=sys.stderr, flush=True)
 
 
 def sqlite_path(uri: str) -> Path | None:

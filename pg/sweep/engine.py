@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from pg.record import names
-from pg.record.store import redact
+from pg.record.store import redact, warn
 from pg.sweep.checks import check_definition
 from pg.sweep.spec import Plan, SweepError
 from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job
@@ -241,7 +241,7 @@ class Sweep:
             if validation is not None:
                 validation.publish(self.parent)
         except Exception as exc:  # the trials are in the study whatever happens here
-            _warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
+            warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
 
     def _finish_best(self, tracker: RemoteTracker) -> None:
         """The best trial's GIF and registration; a failure here does not undo the sweep."""
@@ -354,7 +354,3 @@ class Sweep:
 
 def _print(line: str) -> None:
     print(line, flush=True)
-
-
-def _warn(message: str) -> None:
-    print(f"pg: warning: {redact(message)}", file=sys.stderr, flush=True)

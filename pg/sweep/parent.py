@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
 from pg.record import names
-from pg.record.store import redact
+from pg.record.store import redact, warn
 
 if TYPE_CHECKING:
     import optuna
@@ -63,10 +62,5 @@ def parent_run(
             }
         )
     except Exception as exc:  # a full or read-only artifact folder: trials still run
-        print(
-            f"pg: warning: could not store the sweep definition: {type(exc).__name__}: "
-            f"{redact(str(exc))}",
-            file=sys.stderr,
-            flush=True,
-        )
+        warn(f"could not store the sweep definition: {type(exc).__name__}: {exc}")
     return run

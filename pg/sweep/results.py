@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
 from omegaconf import OmegaConf
@@ -129,14 +128,13 @@ def publish_stored(run: ResultsRun, storage_url: str, plan: Plan) -> None:
     """:func:`publish` of the study in ``storage_url``, by the record process
     (``RemoteRun.log_derived``): the sweep goes on meanwhile.  A failure is a warning, as
     in the sweep's process: the trials are in the study whatever happens here."""
-    from pg.record.store import redact
+    from pg.record.store import warn
     from pg.sweep.study import open_existing_study
 
     try:
         publish(open_existing_study(plan.spec.study_name, storage_url), plan, run)
     except Exception as exc:
-        message = f"could not write the sweep's results: {type(exc).__name__}: {exc}"
-        print(f"pg: warning: {redact(message)}", file=sys.stderr, flush=True)
+        warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
 
 
 def warm_steps() -> list[Callable[[], object]]:
