@@ -12,6 +12,7 @@ from tests.conftest import Store
 SCRIPT = """
 import sys
 from pg.core.config import to_config
+from pg.record.process import RecordProcessError
 from pg.record.remote import remote_tracker
 
 tracker = remote_tracker(to_config({"tracking": {"uri": sys.argv[1], "experiment": "c"}}).tracking)
@@ -30,6 +31,10 @@ for name, before in (("before", True), ("after", False), ("clean", None)):
     except ValueError as exc:
         print(name, "end raised:", exc)
 tracker.sync()
+try:  # a call nobody waits for any more (a Ctrl-C abandoned it) is refused, not hung on
+    tracker.proc.answer(10**6)
+except RecordProcessError as exc:
+    print("refused:", exc)
 """
 
 
@@ -50,6 +55,7 @@ def test_a_failure_after_the_checkpoint_is_a_warning_and_before_it_fails_the_end
         "before end raised: not a function of pg: 'os:system'",
         "after ended FINISHED",
         "clean ended FINISHED",
+        "refused: no answer to call 1000000 is awaited (abandoned?)",
     ], done.stdout
     warnings = [line for line in done.stderr.splitlines() if line.startswith("pg: warning")]
     assert warnings == [

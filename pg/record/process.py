@@ -123,16 +123,22 @@ class RecordProcess:
 
     def answer(self, seq: int) -> Any:
         """The answer to call ``seq`` (:meth:`ask`), waited for if it has not come yet."""
+        if not self.awaits(seq):
+            raise RecordProcessError(f"no answer to call {seq} is awaited (abandoned?)")
         try:
             with self.lock:
                 while seq not in self.answers:
                     self._receive()
                 ok, value = self.answers.pop(seq)
         finally:
-            self.asked.discard(seq)
+            self.asked.discard(seq)  # an interrupted wait abandons the call
         if not ok:
             raise raise_payload(value)
         return value
+
+    def awaits(self, seq: int) -> bool:
+        """Whether :meth:`answer` can still give call ``seq``'s answer."""
+        return seq in self.asked or seq in self.answers
 
     def _receive(self) -> tuple[Any, ...]:
         while True:

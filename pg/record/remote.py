@@ -278,12 +278,13 @@ class RemoteRun:
         seen = self.raised
         try:
             if not self.wait_at_end:
-                checked = self._checked
-                if checked is None:
-                    failed = self.proc.call(self._target, "check")
-                else:
+                checked, self._checked = self._checked, None
+                at_checkpoint = checked is not None and self.proc.awaits(checked)
+                if checked is not None and at_checkpoint:
                     failed = self.proc.answer(checked)
-                if failed is None and (self.error is None or checked is not None):
+                else:  # none, or abandoned by a Ctrl-C: every call so far
+                    failed = self.proc.call(self._target, "check")
+                if failed is None and (self.error is None or at_checkpoint):
                     self.proc.cast(self._target, "end", status)
                     with self.proc.lock:  # a later failure's notice: a warning from now on
                         self.proc.runs.pop(self.handle, None)
