@@ -257,6 +257,80 @@ def test_kill_9_during_validation_then_resume_repeats_no_finished_pair(store: St
     assert list(table["n_seeds"]) == [3]
 
 
+def test_a_validation_pair_whose_worker_dies_runs_again_in_the_same_command(
+    store: Store,
+) -> None:
+    """SIGKILL the second worker process while it trains a validation pair: the sweep
+    marks that pair FAIL (orphaned), queues it again and trains it before it ends, so
+    the one command still ends with every pair validated and exit code 0."""
+    import os
+    import signal
+    import threading
+
+    sweep = start_sweep(
+        store,
+        [
+            "-m",
+            *TINY,
+            "train.max_steps=80000",
+            "train.report_every=1000",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.pruner.name=none",
+            "hydra.sweeper.workers=2",
+            "hydra.sweeper.validate.top_k=1",
+            "hydra.sweeper.validate.seeds=3",
+        ],
+        capture=True,
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(sweep.stdout or []), daemon=True)
+    reader.start()
+    db = f"sqlite:///{store.home}/mlruns/optuna.db"
+    victim: tuple[int, int] | None = None
+    deadline = time.monotonic() + 240
+    try:
+        while victim is None and time.monotonic() < deadline and sweep.poll() is None:
+            time.sleep(0.2)
+            try:
+                trials = optuna.load_study(
+                    study_name="cartpole_reinforce.validation", storage=db
+                ).get_trials()
+            except Exception:
+                continue
+            for t in trials:
+                owner = str(t.system_attrs.get("pg.owner", ""))
+                pid = int(owner.rsplit(":", 1)[1]) if ":" in owner else sweep.pid
+                if t.state.name == "RUNNING" and "pg.run_id" in t.system_attrs and pid != sweep.pid:
+                    os.kill(pid, signal.SIGKILL)  # the kept worker process, mid-pair
+                    victim = (t.number, pid)
+                    break
+        assert victim is not None, "no validation pair ran in the second worker\n" + "".join(output)
+        code = sweep.wait(timeout=300)
+    finally:
+        kill_group(sweep)
+        reader.join(5)
+    out = "".join(output)
+    assert code == 0, out[-4000:]
+    assert f"worker 1 was killed (signal {int(signal.SIGKILL)})" in out
+    vname = "cartpole_reinforce.validation"
+    assert f"pg: trial {victim[0]} of study '{vname}' marked FAIL (orphaned" in out
+    assert "still running in another process" not in out  # it was failed, not waited for
+    vstudy = optuna.load_study(study_name="cartpole_reinforce.validation", storage=db)
+    dead = vstudy.trials[victim[0]]
+    assert dead.state.name == "FAIL"
+    again = [
+        t
+        for t in vstudy.trials
+        if t.state.name == "COMPLETE"
+        and t.user_attrs["pg.validation_seed"] == dead.user_attrs["pg.validation_seed"]
+    ]
+    assert len(again) == 1 and again[0].number > dead.number  # queued again, ran after
+    (parent,) = runs_of(store, "sweep")
+    assert list(validation_csv(store, parent.info.run_id)["n_seeds"]) == [3]
+    killed = [r for r in runs_of(store, "validation") if r.info.status == "KILLED"]
+    assert [r.data.tags["pg.trial_state"] for r in killed] == ["FAIL"]
+
+
 def test_a_grid_says_validation_does_not_apply(store: Store) -> None:
     out = ok(
         run_module(

@@ -340,7 +340,7 @@ class Sweep:
             return
         for orphan in orphans:
             print(
-                f"pg: trial of study '{study_name}' {orphan.number} marked FAIL ({orphan.reason})",
+                f"pg: trial {orphan.number} of study '{study_name}' marked FAIL ({orphan.reason})",
                 flush=True,
             )
         if not orphans or self.tracker is None:

@@ -164,10 +164,10 @@ def wait_for_running(
 
     said = False
     while True:
+        on_orphans(fail_orphans(study, spec))  # a dead process's trial is not waited for
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not running:
             return
-        on_orphans(fail_orphans(study, spec))
         if not said:
             print(
                 f"pg: waiting for {len(running)} {what} still running in another process",
