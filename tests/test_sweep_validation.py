@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
+import yaml
 
 from pg.stats import t_interval
 from pg.sweep.spec import SweepError, build_spec
@@ -115,6 +116,22 @@ def test_default_sweep_validates_top_2_on_3_fresh_seeds(store: Store, tmp_path: 
     assert set(tags["pg.validated_best_run_ids"].split()) == {
         r.info.run_id for r in by_trial[best].values()
     }
+    # The file to train the validated winner again, beside best_params.yaml (the search's).
+    text = Path(
+        store.client().download_artifacts(parent.info.run_id, "sweep/validated_params.yaml")
+    ).read_text()
+    chosen = yaml.safe_load(text)
+    assert chosen["trial"] == best and chosen["study"] == "cartpole_reinforce"
+    assert chosen["params"] == st.trials[best].params
+    assert chosen["validated_mean"] == pytest.approx(means[best])
+    assert chosen["search_value"] == pytest.approx(st.trials[best].value)
+    assert chosen["seeds"] == [1, 2, 3]
+    assert set(chosen["validation_run_ids"]) == {r.info.run_id for r in by_trial[best].values()}
+    command = text.splitlines()[1]
+    assert command.startswith("#   python -m pg.run ")
+    for key, value in st.trials[best].params.items():
+        assert f" {key}={value}" in command
+        assert f"{key}={value}" in chosen["overrides"]
     last = out.splitlines()[-1]
     assert last.startswith(f"pg: validated best: trial {best} ")
     assert ("NOT the search's best" in last) == (best != st.best_trial.number)

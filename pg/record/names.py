@@ -103,6 +103,7 @@ HISTORY_PNG = "sweep/optimization_history.png"
 IMPORTANCE_PNG = "sweep/param_importance.png"
 CONFIGURATIONS_CSV = "sweep/configurations.csv"  # a grid: each configuration over its seeds
 VALIDATION_CSV = "sweep/validation.csv"  # a search: its best configurations on fresh seeds
+VALIDATED_YAML = "sweep/validated_params.yaml"  # ... and the validated winner, to train again
 
 # -- metrics the record adds to the training's own (pg.core.metrics) -------------------
 BEST_VALUE_METRIC = "best_value"  # on a sweep's parent run

@@ -72,28 +72,28 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def best_params_yaml(study: optuna.Study, plan: Plan) -> str:
-    from pg.sweep.space import override_line
-
     best = best_trial(study)
     if best is None:
         return "# no trial completed\n"
-    params = dict(best.params)
+    fields = {
+        "study": study.study_name,
+        "trial": best.number,
+        "value": best.value,
+        "mlflow_run_id": best.user_attrs.get(names.ATTR_MLFLOW_RUN),
+    }
+    return train_again_yaml("Best trial of the study", fields, dict(best.params), plan)
+
+
+def train_again_yaml(title: str, fields: dict[str, Any], params: dict[str, Any], plan: Plan) -> str:
+    """``fields``, the trial's params and the overrides that train it again, as YAML under
+    a comment with the command."""
+    from pg.sweep.space import override_line
+
     overrides = [*plan.base_overrides, *(override_line(k, v) for k, v in params.items())]
     overrides = [o for o in overrides if o not in QUIET]
-    body = OmegaConf.to_yaml(
-        OmegaConf.create(
-            {
-                "study": study.study_name,
-                "trial": best.number,
-                "value": best.value,
-                "mlflow_run_id": best.user_attrs.get(names.ATTR_MLFLOW_RUN),
-                "params": params,
-                "overrides": overrides,
-            }
-        )
-    )
+    body = OmegaConf.to_yaml(OmegaConf.create({**fields, "params": params, "overrides": overrides}))
     command = "python -m pg.run " + " ".join(overrides)
-    return f"# Best trial of the study. Train it again with:\n#   {command}\n{body}"
+    return f"# {title}. Train it again with:\n#   {command}\n{body}"
 
 
 def history_png(study: optuna.Study) -> bytes:

@@ -9,9 +9,10 @@ Run again after an interruption, it queues only the pairs that have no finished 
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import asdict, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pg.record import names
 from pg.sweep import validation as v
@@ -188,8 +189,11 @@ class ValidationStage:
         """``sweep/validation.csv`` and the validated winner's tags, once the table is final."""
         if run is None or self.table is None or not self.complete:
             return
-        run.log_files({names.VALIDATION_CSV: self.table.to_csv(index=False)})
+        files = {names.VALIDATION_CSV: self.table.to_csv(index=False)}
         best = winner(self.table)
+        if best is not None:
+            files[names.VALIDATED_YAML] = self.winner_yaml(best)
+        run.log_files(files)
         if best is not None:
             run.set_tags(
                 {
@@ -198,6 +202,24 @@ class ValidationStage:
                     names.VALIDATED_BEST_RUN_IDS: str(best["run_ids"]),
                 }
             )
+
+    def winner_yaml(self, best: dict[str, Any]) -> str:
+        """``sweep/validated_params.yaml``: ``best_params.yaml`` for the validated winner,
+        the configuration to train again (its search trial's params)."""
+        from pg.sweep.results import train_again_yaml
+
+        (trial,) = [t for t in self.study.get_trials(deepcopy=False) if t.number == best["trial"]]
+        fields = {
+            "study": self.study.study_name,
+            "trial": trial.number,
+            "validated_mean": float(best["mean"]),
+            "ci95": None if math.isnan(float(best["ci95"])) else float(best["ci95"]),
+            "seeds": [int(s) for s in str(best["seeds"]).split()],
+            "search_value": trial.value,
+            "validation_run_ids": str(best["run_ids"]).split(),
+        }
+        title = "Validated winner: the best mean on fresh seeds"
+        return train_again_yaml(title, fields, dict(trial.params), self.plan)
 
     def lines(self) -> list[str]:
         """The console's last lines: the table, then the validated winner beside the
