@@ -165,8 +165,15 @@ def run_module(
     module: str, args: list[str], store: Store, timeout: float = 300, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m module args`` the way a user would, inside the store's home."""
+    return run_python(["-m", module, *args], store, timeout, **env)
+
+
+def run_python(
+    args: list[str], store: Store, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python args`` (``-m module …`` or ``-c script …``) inside the store's home."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, *args],
         cwd=store.home,
         env=store.env(**env),
         capture_output=True,

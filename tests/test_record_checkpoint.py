@@ -4,10 +4,7 @@ and a failure there ends the run FAILED in the record with a warning, not a fail
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from tests.conftest import Store
+from tests.conftest import Store, run_python
 
 SCRIPT = """
 import sys
@@ -41,14 +38,7 @@ except RecordProcessError as exc:
 def test_a_failure_after_the_checkpoint_is_a_warning_and_before_it_fails_the_end(
     store: Store,
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, store.uri],
-        cwd=store.home,
-        env=store.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_python(["-c", SCRIPT, store.uri], store)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines == [

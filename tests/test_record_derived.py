@@ -3,14 +3,12 @@ results are drawn there while the sweep goes on, and a failure there is a warnin
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pg.record.derived import resolve
-from tests.conftest import Store
+from tests.conftest import Store, run_python
 
 SCRIPT = """
 import sys
@@ -51,14 +49,7 @@ def test_sweep_results_are_drawn_by_the_record_process(store: Store, tmp_path: P
     bad = f"sqlite:///{tmp_path / 'missing' / 'optuna.db'}-not-a-dir/x.db"
     (tmp_path / "missing").mkdir()
     (tmp_path / "missing" / "optuna.db-not-a-dir").write_text("a file where a folder must be")
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, store.uri, good, bad],
-        cwd=store.home,
-        env=store.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_python(["-c", SCRIPT, store.uri, good, bad], store)
     assert done.returncode == 0, done.stderr
     runs = {r.info.run_name: r for r in store.runs("d")}
     client = store.client()

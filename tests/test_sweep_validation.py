@@ -29,6 +29,15 @@ from tests.test_sweep import TINY, ok, runs_of, study
 T_975 = {2: 4.302652729911275, 1: 12.706204736174704}  # Student t(0.975, df), from tables
 
 
+def validation_trials(db: str) -> list[optuna.trial.FrozenTrial]:
+    """The running sweep's validation trials so far (none before the study exists)."""
+    name = "cartpole_reinforce.validation"
+    try:
+        return optuna.load_study(study_name=name, storage=db).get_trials()
+    except Exception:  # not created yet, or the sweep holds the database at this moment
+        return []
+
+
 def objective(store: Store, run_id: str) -> float:
     history = store.client().get_metric_history(run_id, "objective")
     assert history, run_id
@@ -223,12 +232,7 @@ def test_kill_9_during_validation_then_resume_repeats_no_finished_pair(store: St
     try:
         while time.monotonic() < deadline:
             time.sleep(0.3)
-            try:
-                trials = optuna.load_study(
-                    study_name="cartpole_reinforce.validation", storage=db
-                ).get_trials()
-            except Exception:
-                continue
+            trials = validation_trials(db)
             running = [
                 t for t in trials if t.state.name == "RUNNING" and "pg.run_id" in t.system_attrs
             ]
@@ -308,12 +312,7 @@ def test_a_validation_pair_whose_worker_dies_runs_again_in_the_same_command(
     try:
         while victim is None and time.monotonic() < deadline and sweep.poll() is None:
             time.sleep(0.2)
-            try:
-                trials = optuna.load_study(
-                    study_name="cartpole_reinforce.validation", storage=db
-                ).get_trials()
-            except Exception:
-                continue
+            trials = validation_trials(db)
             for t in trials:
                 owner = str(t.system_attrs.get("pg.owner", ""))
                 pid = int(owner.rsplit(":", 1)[1]) if ":" in owner else sweep.pid
