@@ -38,6 +38,19 @@ def validation_trials(db: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
+def just_started(trial: optuna.trial.FrozenTrial) -> bool:
+    """Training, and started under 0.6 s ago: a kill now lands mid-training (a pair of
+    200k steps trains 1.5-2 s here), not between its run's end and Optuna's tell."""
+    from datetime import datetime
+
+    return (
+        trial.state.name == "RUNNING"
+        and "pg.run_id" in trial.system_attrs
+        and trial.datetime_start is not None
+        and (datetime.now() - trial.datetime_start).total_seconds() < 0.6
+    )
+
+
 def objective(store: Store, run_id: str) -> float:
     history = store.client().get_metric_history(run_id, "objective")
     assert history, run_id
@@ -218,7 +231,7 @@ def test_kill_9_during_validation_then_resume_repeats_no_finished_pair(store: St
     args = [
         "-m",
         *TINY,
-        "train.max_steps=80000",
+        "train.max_steps=200000",
         "train.report_every=1000",
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.pruner.name=none",
@@ -231,11 +244,9 @@ def test_kill_9_during_validation_then_resume_repeats_no_finished_pair(store: St
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
-            time.sleep(0.3)
+            time.sleep(0.1)
             trials = validation_trials(db)
-            running = [
-                t for t in trials if t.state.name == "RUNNING" and "pg.run_id" in t.system_attrs
-            ]
+            running = [t for t in trials if just_started(t)]
             if running and any(t.state.name == "COMPLETE" for t in trials):
                 break
         else:
@@ -293,7 +304,7 @@ def test_a_validation_pair_whose_worker_dies_runs_again_in_the_same_command(
         [
             "-m",
             *TINY,
-            "train.max_steps=80000",
+            "train.max_steps=200000",
             "train.report_every=1000",
             "hydra.sweeper.n_trials=2",
             "hydra.sweeper.pruner.name=none",
@@ -311,12 +322,12 @@ def test_a_validation_pair_whose_worker_dies_runs_again_in_the_same_command(
     deadline = time.monotonic() + 240
     try:
         while victim is None and time.monotonic() < deadline and sweep.poll() is None:
-            time.sleep(0.2)
+            time.sleep(0.1)
             trials = validation_trials(db)
             for t in trials:
                 owner = str(t.system_attrs.get("pg.owner", ""))
                 pid = int(owner.rsplit(":", 1)[1]) if ":" in owner else sweep.pid
-                if t.state.name == "RUNNING" and "pg.run_id" in t.system_attrs and pid != sweep.pid:
+                if just_started(t) and pid != sweep.pid:
                     os.kill(pid, signal.SIGKILL)  # the kept worker process, mid-pair
                     victim = (t.number, pid)
                     break
