@@ -161,6 +161,12 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
     proc.wait(timeout=30)
 
 
+def owner_pid(trial: Any) -> int | None:
+    """The process id in a trial's ``pg.owner`` (``host:pid``); None before it has one."""
+    owner = str(trial.system_attrs.get("pg.owner", ""))
+    return int(owner.rsplit(":", 1)[1]) if ":" in owner else None
+
+
 def run_module(
     module: str, args: list[str], store: Store, timeout: float = 300, **env: str
 ) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ import time
 
 import pandas as pd
 
-from tests.conftest import FAST, Store, kill_group, start_sweep
+from tests.conftest import FAST, Store, kill_group, owner_pid, start_sweep
 from tests.test_sweep import assert_agree, runs_of, study
 
 
@@ -46,10 +46,9 @@ def test_a_killed_workers_trial_runs_again_with_its_params(store: Store) -> None
             except Exception:  # the schema is being created
                 continue
             for t in trials:
-                owner = str(t.system_attrs.get("pg.owner", ":0"))
-                worker = int(owner.rsplit(":", 1)[1])
+                worker = owner_pid(t)
                 started = t.state.name == "RUNNING" and "pg.run_id" in t.system_attrs
-                if started and worker != proc.pid:  # worker 1, not the sweep's own process
+                if started and worker is not None and worker != proc.pid:  # not the sweep's own
                     victim, pid = t, worker
         assert victim is not None, "worker 1 ran no trial\n" + "".join(output)
         os.kill(pid, signal.SIGKILL)

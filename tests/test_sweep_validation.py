@@ -8,7 +8,10 @@ check the statistics against values worked out by hand.
 from __future__ import annotations
 
 import math
+import os
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from pg.stats import t_interval
 from pg.sweep.spec import SweepError, build_spec
 from pg.sweep.validation import validation_seeds
 from pg.sweep.validation_table import top_configurations, validation_table, winner
-from tests.conftest import Store, kill_group, run_module, start_sweep
+from tests.conftest import Store, kill_group, owner_pid, run_module, start_sweep
 from tests.test_bad_input import assert_refused
 from tests.test_sweep import TINY, ok, runs_of, study
 
@@ -295,10 +298,6 @@ def test_a_validation_pair_whose_worker_dies_runs_again_in_the_same_command(
     """SIGKILL the second worker process while it trains a validation pair: the sweep
     marks that pair FAIL (orphaned), queues it again and trains it before it ends, so
     the one command still ends with every pair validated and exit code 0."""
-    import os
-    import signal
-    import threading
-
     sweep = start_sweep(
         store,
         [
@@ -325,9 +324,8 @@ def test_a_validation_pair_whose_worker_dies_runs_again_in_the_same_command(
             time.sleep(0.1)
             trials = validation_trials(db)
             for t in trials:
-                owner = str(t.system_attrs.get("pg.owner", ""))
-                pid = int(owner.rsplit(":", 1)[1]) if ":" in owner else sweep.pid
-                if just_started(t) and pid != sweep.pid:
+                pid = owner_pid(t)
+                if just_started(t) and pid is not None and pid != sweep.pid:
                     os.kill(pid, signal.SIGKILL)  # the kept worker process, mid-pair
                     victim = (t.number, pid)
                     break

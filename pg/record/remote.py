@@ -279,11 +279,10 @@ class RemoteRun:
         try:
             if not self.wait_at_end:
                 checked, self._checked = self._checked, None
-                at_checkpoint = checked is not None and self.proc.awaits(checked)
-                if checked is not None and at_checkpoint:
-                    failed = self.proc.answer(checked)
+                if checked is not None and self.proc.awaits(checked):
+                    at_checkpoint, failed = True, self.proc.answer(checked)
                 else:  # none, or abandoned by a Ctrl-C: every call so far
-                    failed = self.proc.call(self._target, "check")
+                    at_checkpoint, failed = False, self.proc.call(self._target, "check")
                 if failed is None and (self.error is None or at_checkpoint):
                     self.proc.cast(self._target, "end", status)
                     with self.proc.lock:  # a later failure's notice: a warning from now on

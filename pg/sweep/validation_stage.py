@@ -209,11 +209,12 @@ class ValidationStage:
         from pg.sweep.results import train_again_yaml
 
         (trial,) = [t for t in self.study.get_trials(deepcopy=False) if t.number == best["trial"]]
+        ci95 = float(best["ci95"])  # NaN with one seed
         fields = {
             "study": self.study.study_name,
             "trial": trial.number,
             "validated_mean": float(best["mean"]),
-            "ci95": None if math.isnan(float(best["ci95"])) else float(best["ci95"]),
+            "ci95": None if math.isnan(ci95) else ci95,
             "seeds": [int(s) for s in str(best["seeds"]).split()],
             "search_value": trial.value,
             "validation_run_ids": str(best["run_ids"]).split(),
