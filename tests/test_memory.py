@@ -22,9 +22,10 @@ if sys.argv[1] == "reuse":
 algo = make_algorithm(AlgoConfig(name="reinforce"), MLPPolicy(4, (128,), 2))
 n = 8000  # 16 CartPole episodes of 500 steps: a batch late in training
 batch = Batch(torch.ones(n, 4), torch.zeros(n, dtype=torch.int64), np.ones(n), 16)
-algo.update(batch)
+for _ in range(21):  # settled: glibc's own threshold moves during the first updates
+    algo.update(batch)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(40):
+for _ in range(20):
     algo.update(batch)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -39,7 +40,9 @@ def page_faults(mode: str) -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a glibc setting")
 def test_an_update_reuses_the_memory_the_last_one_freed() -> None:
-    # An 8000 x 128 activation is 1000 pages. By default many updates map theirs afresh
-    # (61 k to 132 k faults in 40 updates here); reused, only the first few (1 k to 3 k).
+    # An 8000 x 128 activation is 1000 pages. Past the first 21 updates, by default many
+    # still map theirs afresh (28 k to 56 k faults in the next 20 here); reused, none or
+    # one (0 or 1 k). Counted from the start, glibc's default moved its own threshold
+    # early in some runs, and the ratio fell to 6x.
     default, reuse = page_faults("default"), page_faults("reuse")
     assert reuse * 10 < default

@@ -278,12 +278,16 @@ def test_ray_sweep_postgres_and_server_exact_trials_nested_and_pruned(
         "hydra.sweeper.study_name=cluster",
         "tracking=server",
         f"tracking.uri={tracking}",
-        # Each worker's random draws start with 500 then 10 (seed 17, offsets 0 and 7919):
-        # every 10-step trial starts after a 500-step one completed, so it is pruned.
+        # Each worker's random draws start with 500 then 10 (seed 17, offsets 0 and 7919).
+        # A 10-step episode returns at most 10, so every 10-step trial is pruned at its
+        # first report past 1000 steps; a 500-step one (a near-random policy's episodes
+        # last ~20 steps) never is.  (The median pruner could also prune a slow 500-step
+        # trial, depending on which others had finished: it did once in a CI run.)
         "hydra.sweeper.sampler.name=random",
         "hydra.sweeper.sampler.seed=17",
-        "hydra.sweeper.pruner.n_startup_trials=1",
-        "hydra.sweeper.pruner.n_warmup_steps=0",
+        "hydra.sweeper.pruner.name=threshold",
+        "+hydra.sweeper.pruner.lower=11",
+        "hydra.sweeper.pruner.n_warmup_steps=1000",
         "env.max_episode_steps=500,10",
         # The validation stage runs on the same Ray workers: the best trial on 2 fresh seeds.
         "hydra.sweeper.validate.top_k=1",
