@@ -8,6 +8,7 @@ import pytest
 from pg.core.returns import (
     MeanBaseline,
     discounted_returns,
+    discounted_returns_at,
     episode_ready,
     nstep_ready,
     nstep_returns,
@@ -59,6 +60,36 @@ def test_discounted_several_env_columns_are_independent() -> None:
 def test_discounted_unfinished_episode_is_truncated_at_array_end() -> None:
     q = discounted_returns(col([1, 1]), dcol([F, F]), 0.9)
     np.testing.assert_allclose(q[:, 0], [1.9, 1.0])
+
+
+def test_discounted_at_computes_only_the_masked_episodes() -> None:
+    # env 0: episode [1, 2] ends at t1, then [3, 4] runs on; env 1: [5, 6, 7] ends at t2.
+    rewards = np.array([[1.0, 5.0], [2.0, 6.0], [3.0, 7.0], [4.0, 8.0]])
+    dones = np.array([[F, F], [T, F], [F, T], [F, F]])
+    mask = np.array([[T, F], [T, T], [F, T], [F, F]])
+    q = discounted_returns_at(rewards, dones, mask, 0.5)
+    # env 0: [1 + .5*2, 2] = [2, 2]; env 1 from t1: [6 + .5*7, 7] = [9.5, 7]; rest 0
+    assert q.tolist() == [[2.0, 0.0], [2.0, 9.5], [0.0, 7.0], [0.0, 0.0]]
+    # An unfinished episode is truncated at the array's end, like the whole recursion.
+    unfinished = discounted_returns_at(col([1, 1]), dcol([F, F]), dcol([T, F]), 0.9)
+    assert unfinished[0, 0] == 1.9
+
+
+def test_discounted_at_equals_the_whole_recursion_bit_for_bit() -> None:
+    """Updates use it in place of :func:`discounted_returns`: a run's losses and scales
+    must not move by one bit (the reference record and reproductions compare them)."""
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        t, n = int(rng.integers(1, 60)), int(rng.integers(1, 8))
+        rewards = rng.normal(size=(t, n)) * 10
+        dones = rng.random((t, n)) < 0.1
+        mask = rng.random((t, n)) < 0.3
+        gamma = float(rng.uniform(0.9, 1.0))
+        whole = discounted_returns(rewards, dones, gamma)
+        assert (
+            whole[mask].tobytes()
+            == discounted_returns_at(rewards, dones, mask, gamma)[mask].tobytes()
+        )
 
 
 # -- n-step returns ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pg.core.algos.base import Algorithm, gather
 from pg.core.config import AlgoConfig
 from pg.core.returns import (
     MeanBaseline,
-    discounted_returns,
+    discounted_returns_at,
     episode_ready,
     nstep_ready,
     nstep_returns,
@@ -47,7 +47,7 @@ class PolicyGradient(Algorithm):
         returns = (
             nstep_returns(rewards, dones, gamma, n)
             if n > 0
-            else discounted_returns(rewards, dones, gamma)
+            else discounted_returns_at(rewards, dones, mask, gamma)
         )
         return gather(buffer, mask, returns)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pg.core.algos.base import Algorithm, gather
-from pg.core.returns import discounted_returns
+from pg.core.returns import discounted_returns_at
 from pg.core.rollout import Batch, RolloutBuffer
 
 
@@ -26,5 +26,5 @@ class Reinforce(Algorithm):
         mask = np.zeros_like(live)
         for t, i in zip(ends_t[: self.cfg.batch_size], ends_i[: self.cfg.batch_size], strict=True):
             mask[: t + 1, i] |= live[: t + 1, i]
-        returns = discounted_returns(buffer.view("rewards"), dones, self.cfg.gamma)
+        returns = discounted_returns_at(buffer.view("rewards"), dones, mask, self.cfg.gamma)
         return gather(buffer, mask, returns)
