@@ -4,6 +4,8 @@ and a failure there ends the run FAILED in the record with a warning, not a fail
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import Store, run_python
 
 SCRIPT = """
@@ -63,3 +65,44 @@ def test_a_failure_after_the_checkpoint_is_a_warning_and_before_it_fails_the_end
     assert runs["clean"].info.status == "FINISHED"
     assert runs["clean"].data.tags["last"] == "yes"
     assert runs["clean"].data.metrics["m"] == 1.0
+
+
+@pytest.mark.filterwarnings("ignore:.*Add type hints to the `predict` method")
+def test_the_best_model_is_waited_for_while_its_trial_still_writes(store: Store) -> None:
+    """A trial is COMPLETE before its model is written; another machine's sweep asking for
+    the best trial's model in between (seen in the two-machine grid test: "logged no
+    model") waits for the trial's run to end, and does not wait for a run that never will."""
+    import threading
+    import time
+
+    from pg.core.config import ModelConfig
+    from pg.core.policy import build_policy, make_spec, policy_files
+    from pg.record.models import best_model, log_policy_model
+
+    client = store.client()
+    experiment = client.create_experiment("best")
+    spec = make_spec(ModelConfig(), (4,), 2)
+    files = policy_files(build_policy(spec), spec)
+    writing = client.create_run(experiment).info.run_id
+    dead = client.create_run(experiment).info.run_id
+
+    def write_late() -> None:
+        time.sleep(1.5)
+        log_policy_model(client, writing, files, obs_shape=(4,), pixels=False, metrics={}, step=10)
+        client.set_terminated(writing, "FINISHED")
+
+    writer = threading.Thread(target=write_late)
+    writer.start()
+    start = time.monotonic()
+    found = best_model(client, writing, maximize=True)
+    writer.join()
+    assert found is not None and found[0] == writing, found
+    assert time.monotonic() - start >= 1.4
+
+    start = time.monotonic()
+    assert best_model(client, dead, maximize=True, wait=1.0) is None  # RUNNING, no model
+    assert 1.0 <= time.monotonic() - start < 5
+    client.set_terminated(dead, "FAILED")
+    start = time.monotonic()
+    assert best_model(client, dead, maximize=True) is None  # ended: nothing to wait for
+    assert time.monotonic() - start < 5

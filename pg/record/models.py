@@ -178,12 +178,46 @@ def download_policy(client: MlflowClient, model_id: str, dst: Path) -> Path:
     )
 
 
-def best_model(client: MlflowClient, run_id: str, maximize: bool) -> tuple[str, str] | None:
+MODEL_WAIT = 30.0  # seconds a trial's record may still be writing its model
+
+
+def best_model(
+    client: MlflowClient, run_id: str, maximize: bool, wait: float = MODEL_WAIT
+) -> tuple[str, str] | None:
     """``(run id, model id)`` of the policy that stands for a trial run.
 
     A single-seed trial run trained the policy itself; a multi-seed trial run holds only
     the mean, so its seed run with the best ``objective`` stands for it.
+
+    A trial is told COMPLETE before its record process has written its model (that is
+    written while the next trial trains), so another machine's sweep can ask for the best
+    trial's model in between: while the trial's run or one of its seed runs is still
+    RUNNING, this asks again for up to ``wait`` seconds (a machine that died leaves its
+    run RUNNING: then there is no model to wait for).
     """
+    deadline = time.monotonic() + wait
+    while True:
+        found = _best_model(client, run_id, maximize)
+        if found is not None or time.monotonic() >= deadline:
+            return found
+        if not _still_writing(client, run_id):
+            return _best_model(client, run_id, maximize)  # it may have ended just now
+        time.sleep(0.2)
+
+
+def _still_writing(client: MlflowClient, run_id: str) -> bool:
+    run = client.get_run(run_id)
+    if run.info.status == "RUNNING":
+        return True
+    children = client.search_runs(
+        [run.info.experiment_id],
+        f"tags.`{names.PARENT_RUN}` = '{run_id}' and attributes.status = 'RUNNING'",
+        max_results=1,
+    )
+    return bool(children)
+
+
+def _best_model(client: MlflowClient, run_id: str, maximize: bool) -> tuple[str, str] | None:
     own = run_model_ids(client, run_id)
     if own:
         return run_id, own[-1]
