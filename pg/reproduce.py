@@ -202,4 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from pg.core.collection import pause_collection
+
+    pause_collection()  # until its training starts
     sys.exit(main())

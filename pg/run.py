@@ -168,6 +168,9 @@ def _messages(exc: BaseException) -> list[str]:
 
 
 if __name__ == "__main__":
+    from pg.core.collection import pause_collection
+
+    pause_collection()  # until training or the sweep's loop starts
     from pg.cli import exit_fast
 
     prestart_record(sys.argv[1:])

@@ -20,6 +20,7 @@ from torch import nn
 
 from pg.core import metrics as m
 from pg.core.algos import make_algorithm
+from pg.core.collection import resume_collection
 from pg.core.config import Config
 from pg.core.envs import make_vec_env, obs_dtype, space_shapes
 from pg.core.memory import reuse_freed_memory
@@ -128,6 +129,7 @@ def training(cfg: Config, sink: MetricSink | None = None) -> Generator[Report, N
     sink = sink or NullSink()
     torch.set_num_threads(cfg.train.torch_threads)
     reuse_freed_memory()
+    resume_collection()
     rng = seed_everything(cfg.seed)
     env = make_vec_env(cfg.env)
     eval_env = make_vec_env(cfg.env, num_envs=cfg.train.eval_episodes)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from pg.core.collection import resume_collection
 from pg.record import names
 from pg.record.store import redact, warn
 from pg.sweep.checks import check_definition
@@ -165,6 +166,7 @@ class Sweep:
     def run(self) -> float:
         from pg.sweep.results import best_line, best_trial, configurations_lines
 
+        resume_collection()  # the sweep's own imports are done (pg.core.collection)
         validation = self._validation()
         self._header(validation)
         self._recover()

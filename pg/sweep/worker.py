@@ -244,6 +244,9 @@ def _die_with_parent() -> None:
 
 
 if __name__ == "__main__":
+    from pg.core.collection import pause_collection
+
+    pause_collection()  # until its first training starts
     from pg.cli import exit_fast
 
     _die_with_parent()
