@@ -4,8 +4,6 @@ and a failure there ends the run FAILED in the record with a warning, not a fail
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import Store, run_python
 
 SCRIPT = """
@@ -67,13 +65,13 @@ def test_a_failure_after_the_checkpoint_is_a_warning_and_before_it_fails_the_end
     assert runs["clean"].data.metrics["m"] == 1.0
 
 
-@pytest.mark.filterwarnings("ignore:.*Add type hints to the `predict` method")
 def test_the_best_model_is_waited_for_while_its_trial_still_writes(store: Store) -> None:
     """A trial is COMPLETE before its model is written; another machine's sweep asking for
     the best trial's model in between (seen in the two-machine grid test: "logged no
     model") waits for the trial's run to end, and does not wait for a run that never will."""
     import threading
     import time
+    import warnings
 
     from pg.core.config import ModelConfig
     from pg.core.policy import build_policy, make_spec, policy_files
@@ -88,7 +86,11 @@ def test_the_best_model_is_waited_for_while_its_trial_still_writes(store: Store)
 
     def write_late() -> None:
         time.sleep(1.5)
-        log_policy_model(client, writing, files, obs_shape=(4,), pixels=False, metrics={}, step=10)
+        with warnings.catch_warnings():  # MLflow's advice on predict's type hints
+            warnings.simplefilter("ignore")
+            log_policy_model(
+                client, writing, files, obs_shape=(4,), pixels=False, metrics={}, step=10
+            )
         client.set_terminated(writing, "FINISHED")
 
     writer = threading.Thread(target=write_late)
