@@ -2,7 +2,8 @@
 
 1. A fixed 1 M-step run, tracked vs untracked (in this process, after a warm-up).
 2. Whole ``python -m pg.run`` (default, solving) tracked vs ``tracking.enabled=false``.
-3. The default sweep (20 trials, 1 worker) tracked vs untracked, whole process.
+3. The default sweep (20 trials, 1 worker) tracked vs untracked, whole process; 3'. the
+   same without its validation stage (the sweep the issue measured, before it had one).
 4. The default sweep with 2 workers vs 1 (same sampler seed; several sampler seeds).
 5. The training loop vs the raw vector env at 32 envs (updates included).
 
@@ -223,6 +224,14 @@ def main() -> None:
         "3. default sweep tracked vs untracked",
         ["-m"],
         ["-m", "tracking.enabled=false"],
+        max(1, args.repeats - 1),
+        "<= 1.10x, tracked <= 15 s",
+        trees,
+    )
+    paired(
+        "3'. the issue's sweep (20 trials, no validation stage) tracked vs untracked",
+        ["-m", "hydra.sweeper.validate.top_k=0"],
+        ["-m", "hydra.sweeper.validate.top_k=0", "tracking.enabled=false"],
         max(1, args.repeats - 1),
         "<= 1.10x, tracked <= 15 s",
         trees,
