@@ -108,3 +108,15 @@ def test_the_best_model_is_waited_for_while_its_trial_still_writes(store: Store)
     start = time.monotonic()
     assert best_model(client, dead, maximize=True) is None  # ended: nothing to wait for
     assert time.monotonic() - start < 5
+
+    # A multi-seed trial: its run has ended, a seed run still writes.
+    trial = client.create_run(experiment).info.run_id
+    client.set_terminated(trial, "FINISHED")
+    seed = client.create_run(experiment, tags={"mlflow.parentRunId": trial}).info.run_id
+    start = time.monotonic()
+    assert best_model(client, trial, maximize=True, wait=1.0) is None
+    assert time.monotonic() - start >= 1.0  # waited for the seed run
+    client.set_terminated(seed, "FINISHED")
+    start = time.monotonic()
+    assert best_model(client, trial, maximize=True) is None
+    assert time.monotonic() - start < 5
