@@ -8,8 +8,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,28 @@ def owner_pid(trial: Any) -> int | None:
     """The process id in a trial's ``pg.owner`` (``host:pid``); None before it has one."""
     owner = str(trial.system_attrs.get("pg.owner", ""))
     return int(owner.rsplit(":", 1)[1]) if ":" in owner else None
+
+
+def sigkill_a_worker(
+    sweep: subprocess.Popen[str],
+    trials: Callable[[], list[Any]],
+    ready: Callable[[Any], bool],
+    timeout: float,
+    missing: str,
+    output: list[str],
+) -> tuple[Any, int]:
+    """SIGKILL the worker process (not the sweep's own) that owns the first of ``trials()``
+    to be ``ready``, polling until one is: ``(trial, pid)``.  None before ``timeout`` or
+    the sweep's end fails the test with ``missing`` and the sweep's ``output`` so far."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and sweep.poll() is None:
+        time.sleep(0.1)
+        for trial in trials():
+            pid = owner_pid(trial)
+            if ready(trial) and pid is not None and pid != sweep.pid:
+                os.kill(pid, signal.SIGKILL)
+                return trial, pid
+    raise AssertionError(missing + "\n" + "".join(output))
 
 
 def run_module(

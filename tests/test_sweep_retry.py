@@ -8,14 +8,13 @@ reason and runs a retry, so the study ends with ``n_trials`` trials that ran to 
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
-import time
+from typing import Any
 
 import pandas as pd
 
-from tests.conftest import FAST, Store, kill_group, owner_pid, start_sweep
+from tests.conftest import FAST, Store, kill_group, sigkill_a_worker, start_sweep
 from tests.test_sweep import assert_agree, runs_of, study
 
 
@@ -33,25 +32,23 @@ def test_a_killed_workers_trial_runs_again_with_its_params(store: Store) -> None
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
     reader.start()
+    db = store.home / "mlruns" / "optuna.db"
+
+    def study_trials() -> list[Any]:
+        if not db.exists() or not any("study storage" in line for line in output):
+            return []
+        try:
+            return list(study(store).get_trials())
+        except Exception:  # the schema is being created
+            return []
+
+    def started(t: Any) -> bool:
+        return t.state.name == "RUNNING" and "pg.run_id" in t.system_attrs
+
     try:
-        victim, pid = None, 0
-        deadline = time.monotonic() + 180
-        db = store.home / "mlruns" / "optuna.db"
-        while victim is None and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if not db.exists() or not any("study storage" in line for line in output):
-                continue
-            try:
-                trials = study(store).get_trials()
-            except Exception:  # the schema is being created
-                continue
-            for t in trials:
-                worker = owner_pid(t)
-                started = t.state.name == "RUNNING" and "pg.run_id" in t.system_attrs
-                if started and worker is not None and worker != proc.pid:  # not the sweep's own
-                    victim, pid = t, worker
-        assert victim is not None, "worker 1 ran no trial\n" + "".join(output)
-        os.kill(pid, signal.SIGKILL)
+        victim, _ = sigkill_a_worker(
+            proc, study_trials, started, 180, "worker 1 ran no trial", output
+        )
         code = proc.wait(timeout=400)
     finally:
         kill_group(proc)

@@ -8,7 +8,6 @@ check the statistics against values worked out by hand.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
 import threading
@@ -25,7 +24,7 @@ from pg.stats import t_interval
 from pg.sweep.spec import SweepError, build_spec
 from pg.sweep.validation import validation_seeds
 from pg.sweep.validation_table import top_configurations, validation_table, winner
-from tests.conftest import Store, kill_group, owner_pid, run_module, start_sweep
+from tests.conftest import Store, kill_group, run_module, sigkill_a_worker, start_sweep
 from tests.test_bad_input import assert_refused
 from tests.test_sweep import TINY, ok, runs_of, study
 
@@ -317,19 +316,16 @@ def test_a_validation_pair_whose_worker_dies_runs_again_in_the_same_command(
     reader = threading.Thread(target=lambda: output.extend(sweep.stdout or []), daemon=True)
     reader.start()
     db = f"sqlite:///{store.home}/mlruns/optuna.db"
-    victim: tuple[int, int] | None = None
-    deadline = time.monotonic() + 240
     try:
-        while victim is None and time.monotonic() < deadline and sweep.poll() is None:
-            time.sleep(0.1)
-            trials = validation_trials(db)
-            for t in trials:
-                pid = owner_pid(t)
-                if just_started(t) and pid is not None and pid != sweep.pid:
-                    os.kill(pid, signal.SIGKILL)  # the kept worker process, mid-pair
-                    victim = (t.number, pid)
-                    break
-        assert victim is not None, "no validation pair ran in the second worker\n" + "".join(output)
+        # The kept worker process, mid-pair.
+        trial, _ = sigkill_a_worker(
+            sweep,
+            lambda: validation_trials(db),
+            just_started,
+            240,
+            "no validation pair ran in the second worker",
+            output,
+        )
         code = sweep.wait(timeout=300)
     finally:
         kill_group(sweep)
@@ -338,10 +334,10 @@ def test_a_validation_pair_whose_worker_dies_runs_again_in_the_same_command(
     assert code == 0, out[-4000:]
     assert f"worker 1 was killed (signal {int(signal.SIGKILL)})" in out
     vname = "cartpole_reinforce.validation"
-    assert f"pg: trial {victim[0]} of study '{vname}' marked FAIL (orphaned" in out
+    assert f"pg: trial {trial.number} of study '{vname}' marked FAIL (orphaned" in out
     assert "still running in another process" not in out  # it was failed, not waited for
     vstudy = optuna.load_study(study_name="cartpole_reinforce.validation", storage=db)
-    dead = vstudy.trials[victim[0]]
+    dead = vstudy.trials[trial.number]
     assert dead.state.name == "FAIL"
     again = [
         t
