@@ -67,8 +67,9 @@ def test_a_failure_after_the_checkpoint_is_a_warning_and_before_it_fails_the_end
 
 def test_the_best_model_is_waited_for_while_its_trial_still_writes(store: Store) -> None:
     """A trial is COMPLETE before its model is written; another machine's sweep asking for
-    the best trial's model in between (seen in the two-machine grid test: "logged no
-    model") waits for the trial's run to end, and does not wait for a run that never will."""
+    the best trial's model in between (the likely cause of a two-machine grid test's
+    failure: "logged no model") waits for the trial's run to end, and does not wait for a
+    run that never will."""
     import threading
     import time
     import warnings
