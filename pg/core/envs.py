@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
+from pg.core.cartpole import faster
+
 if TYPE_CHECKING:
     from pg.core.config import EnvConfig
 
@@ -56,7 +58,8 @@ def make_vec_env(
     """Build the vector env for ``cfg``.
 
     Uses the env's NumPy-vectorized implementation where gymnasium has one (CartPole):
-    it steps all sub-envs in one array operation, several times faster than a loop.
+    it steps all sub-envs in one array operation, several times faster than a loop, and
+    CartPole's in fewer calls still (:mod:`pg.core.cartpole`, the same floats).
     """
     n = num_envs or cfg.num_envs
     kwargs: dict[str, Any] = {}
@@ -68,7 +71,7 @@ def make_vec_env(
             [lambda: _atari_env(cfg.id, cfg.frame_stack, **kwargs) for _ in range(n)]
         )
     if _has_vector_entry_point(cfg.id) and not kwargs:
-        return gym.make_vec(cfg.id, num_envs=n, vectorization_mode="vector_entry_point")
+        return faster(gym.make_vec(cfg.id, num_envs=n, vectorization_mode="vector_entry_point"))
     return gym.make_vec(cfg.id, num_envs=n, vectorization_mode="sync", **kwargs)
 
 
