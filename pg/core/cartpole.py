@@ -15,11 +15,13 @@ recorded before it reproduce IDENTICAL.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 from numpy.typing import NDArray
+
+E = TypeVar("E")
 
 
 class CartPoleStepper(CartPoleVectorEnv):
@@ -93,7 +95,7 @@ class CartPoleStepper(CartPoleVectorEnv):
         return new.T.astype(np.float32), reward, terminated, truncated, {}
 
 
-def faster(env: Any) -> Any:
+def faster(env: E) -> E:
     """``env`` stepped by :class:`CartPoleStepper` if it is gymnasium's own CartPole
     vector env (a subclass or another env is left as it is)."""
     if type(env) is CartPoleVectorEnv:
