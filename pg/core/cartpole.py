@@ -99,5 +99,5 @@ def faster(env: E) -> E:
     """``env`` stepped by :class:`CartPoleStepper` if it is gymnasium's own CartPole
     vector env (a subclass or another env is left as it is)."""
     if type(env) is CartPoleVectorEnv:
-        env.__class__ = CartPoleStepper
+        env.__class__ = CartPoleStepper  # type: ignore[assignment]
     return env
