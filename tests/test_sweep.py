@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +77,12 @@ def test_sweep_prunes_records_and_agrees(store: Store) -> None:
             "env.max_episode_steps=500,10",  # a comma list: a categorical choice
         )
     )
+    # The study file on this local disk commits to SQLite's write-ahead log, folded back
+    # into the file when the sweep's processes end (nothing of it is left beside it).
+    db = store.home / "mlruns" / "optuna.db"
+    assert sorted(p.name for p in db.parent.glob("optuna.db*")) == ["optuna.db"]
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     st = study(store)
     trials = st.get_trials()
     assert len(trials) == 5

@@ -129,10 +129,11 @@ def publish_stored(run: ResultsRun, storage_url: str, plan: Plan) -> None:
     (``RemoteRun.log_derived``): the sweep goes on meanwhile.  A failure is a warning, as
     in the sweep's process: the trials are in the study whatever happens here."""
     from pg.record.store import warn
-    from pg.sweep.study import open_existing_study
+    from pg.sweep.study import existing_study
 
     try:
-        publish(open_existing_study(plan.spec.study_name, storage_url), plan, run)
+        with existing_study(plan.spec.study_name, storage_url) as study:
+            publish(study, plan, run)
     except Exception as exc:
         warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
 

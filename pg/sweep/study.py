@@ -104,8 +104,10 @@ def open_storage(url: str, spec: SweepSpec) -> RDBStorage:
     engine_kwargs: dict[str, Any] = {}
     db = _sqlite_path(url)
     if db is not None:
+        from pg.sweep.local_sqlite import connect_args
+
         db.parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs["connect_args"] = {"timeout": 60}
+        engine_kwargs["connect_args"] = connect_args(db)
     elif url.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
         engine_kwargs["pool_pre_ping"] = True
@@ -155,15 +157,35 @@ def open_storage(url: str, spec: SweepSpec) -> RDBStorage:
     return storage
 
 
-def open_existing_study(name: str, url: str) -> optuna.Study:
+def open_existing_study(name: str, url: str, storage: RDBStorage | None = None) -> optuna.Study:
     """A study that already exists, for reading; never creates a database file."""
     import optuna
 
+    _must_exist(url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=storage or url)
+
+
+def _must_exist(url: str) -> None:
     db = _sqlite_path(url)
     if db is not None and not db.is_file():
         raise FileNotFoundError(f"no study database at {redact(url)}")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=url)
+
+
+@contextlib.contextmanager
+def existing_study(name: str, url: str) -> Iterator[optuna.Study]:
+    """:func:`open_existing_study` with its connections closed at the end, for a process
+    that lives on and ends with ``os._exit`` (the record process), which closes none: a
+    study file in WAL mode (:mod:`pg.sweep.local_sqlite`) would keep its ``-wal`` and
+    ``-shm`` files beside it."""
+    from optuna.storages import RDBStorage
+
+    _must_exist(url)  # before the storage, which would create the file
+    storage = RDBStorage(url)
+    try:
+        yield open_existing_study(name, url, storage)
+    finally:
+        storage.engine.dispose()
 
 
 class BudgetLock:
