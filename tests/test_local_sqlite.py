@@ -1,12 +1,16 @@
-"""Which study files get SQLite's write-ahead log (pg.sweep.local_sqlite)."""
+"""Which SQLite files get the write-ahead log (pg.record.local_sqlite), and that a run's
+and a sweep's files keep it and leave nothing beside them."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import sqlite3
 from pathlib import Path
 
-from pg.sweep.local_sqlite import WalConnection, connect_args, filesystem, on_local_disk
+from sqlalchemy import create_engine, text
+
+from pg.record.local_sqlite import close_all, filesystem, on_local_disk, use_log
+from tests.conftest import Store, run_module
 
 MOUNTS = """\
 /dev/vda / ext4 rw,relatime 0 0
@@ -28,22 +32,36 @@ def test_the_longest_mount_point_holding_the_path_decides() -> None:
     assert filesystem(Path("/anything"), "") is None
 
 
-def test_network_file_systems_keep_sqlites_defaults(tmp_path: Path) -> None:
+def _mode(db: Path) -> tuple[str, int]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute("PRAGMA journal_mode").fetchone()[0], conn.execute(
+            "PRAGMA synchronous"
+        ).fetchone()[0]
+
+
+def test_only_the_named_files_get_the_log(tmp_path: Path) -> None:
     assert on_local_disk(tmp_path)  # this machine's temporary folder is a local disk
-    assert connect_args(tmp_path / "optuna.db")["factory"] is WalConnection
-    assert connect_args(tmp_path / "optuna.db")["timeout"] == 60
+    ours, other = tmp_path / "ours.db", tmp_path / "other.db"
+    use_log(ours)
+    engines = [create_engine(f"sqlite:///{db}") for db in (ours, other)]
+    for engine in engines:
+        with engine.connect() as conn:
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+            conn.commit()
+            sync = conn.execute(text("PRAGMA synchronous")).scalar()
+            assert sync == (1 if engine is engines[0] else 2)  # NORMAL, else SQLite's FULL
+    assert (tmp_path / "ours.db-wal").exists()
+    close_all()  # what a pg process does at its end
+    assert not (tmp_path / "ours.db-wal").exists() and not (tmp_path / "ours.db-shm").exists()
+    assert _mode(ours)[0] == "wal" and _mode(other)[0] == "delete"
+    for engine in engines:
+        engine.dispose()
 
 
-def test_a_connection_sets_the_log_and_a_read_only_file_keeps_its_mode(tmp_path: Path) -> None:
-    db = tmp_path / "optuna.db"
-    with sqlite3.connect(db, factory=WalConnection) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
-    conn.close()
-    plain = tmp_path / "plain.db"
-    sqlite3.connect(plain).close()
-    os.chmod(plain, 0o444)
-    uri = f"file:{plain}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, factory=WalConnection)  # no error: defaults kept
-    assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
-    conn.close()
+def test_a_run_leaves_its_store_in_the_log_mode_and_nothing_beside_it(store: Store) -> None:
+    done = run_module("pg.run", ["train.max_steps=2000", "train.video=false"], store)
+    assert done.returncode == 0, done.stderr
+    files = sorted(p.name for p in store.db.parent.glob(f"{store.db.name}*"))
+    assert files == [store.db.name]
+    assert _mode(store.db)[0] == "wal"

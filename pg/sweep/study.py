@@ -104,10 +104,11 @@ def open_storage(url: str, spec: SweepSpec) -> RDBStorage:
     engine_kwargs: dict[str, Any] = {}
     db = _sqlite_path(url)
     if db is not None:
-        from pg.sweep.local_sqlite import connect_args
+        from pg.record.local_sqlite import use_log
 
         db.parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs["connect_args"] = connect_args(db)
+        use_log(db)
+        engine_kwargs["connect_args"] = {"timeout": 60}
     elif url.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
         engine_kwargs["pool_pre_ping"] = True
@@ -176,7 +177,7 @@ def _must_exist(url: str) -> None:
 def existing_study(name: str, url: str) -> Iterator[optuna.Study]:
     """:func:`open_existing_study` with its connections closed at the end, for a process
     that lives on and ends with ``os._exit`` (the record process), which closes none: a
-    study file in WAL mode (:mod:`pg.sweep.local_sqlite`) would keep its ``-wal`` and
+    study file in WAL mode (:mod:`pg.record.local_sqlite`) would keep its ``-wal`` and
     ``-shm`` files beside it."""
     from optuna.storages import RDBStorage
 
