@@ -108,8 +108,16 @@ def test_two_lists_run_each_combination_once_and_group_over_seeds(store: Store) 
 
 
 def test_kill_9_during_a_grid_then_rerun_runs_each_combination_once(store: Store) -> None:
-    # Long enough (~8 s a combination) for the poll below to catch the second one running.
-    args = ["-m", "seed=0,1,2", "train.max_steps=150000", "train.eval_every=0", *SHORT[1:]]
+    # Long enough (~4-5 s a combination, not stopped when solved) for the poll below to
+    # catch the second one running.
+    args = [
+        "-m",
+        "seed=0,1,2",
+        "train.max_steps=400000",
+        "train.target_return=null",
+        "train.eval_every=0",
+        *SHORT[1:],
+    ]
     first = start_sweep(store, args)
     try:
         db = store.home / OPTUNA_DB
