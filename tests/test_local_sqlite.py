@@ -1,5 +1,5 @@
-"""Which SQLite files get the write-ahead log (pg.record.local_sqlite), and that a run's
-and a sweep's files keep it and leave nothing beside them."""
+"""Which SQLite files get the write-ahead log (pg.record.local_sqlite); a sweep's study
+file keeps it and leaves nothing beside it (tests/test_sweep.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from pg.record.local_sqlite import close_all, filesystem, on_local_disk, use_log
-from tests.conftest import Store, run_module
 
 MOUNTS = """\
 /dev/vda / ext4 rw,relatime 0 0
@@ -57,11 +56,3 @@ def test_only_the_named_files_get_the_log(tmp_path: Path) -> None:
     assert _mode(ours)[0] == "wal" and _mode(other)[0] == "delete"
     for engine in engines:
         engine.dispose()
-
-
-def test_a_run_leaves_its_store_in_the_log_mode_and_nothing_beside_it(store: Store) -> None:
-    done = run_module("pg.run", ["train.max_steps=2000", "train.video=false"], store)
-    assert done.returncode == 0, done.stderr
-    files = sorted(p.name for p in store.db.parent.glob(f"{store.db.name}*"))
-    assert files == [store.db.name]
-    assert _mode(store.db)[0] == "wal"

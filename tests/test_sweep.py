@@ -83,6 +83,8 @@ def test_sweep_prunes_records_and_agrees(store: Store) -> None:
     assert sorted(p.name for p in db.parent.glob("optuna.db*")) == ["optuna.db"]
     with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    with contextlib.closing(sqlite3.connect(store.db)) as conn:  # see pg.record.local_sqlite
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     st = study(store)
     trials = st.get_trials()
     assert len(trials) == 5

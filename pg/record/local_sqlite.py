@@ -1,22 +1,26 @@
-"""pg's SQLite files on a local disk commit without waiting for the disk.
+"""A sweep's study file on a local disk commits without waiting for the disk.
 
 A sweep commits to its study ~45 times a trial (each report, the pruner's reads, ask,
-tell, attributes, heartbeats), all in the sweep's own loop, and the record process
-commits to the MLflow store ~25 times a trial, which the trial's end waits for. SQLite's
-default (a rollback journal, ``synchronous=FULL``) flushes the disk on every commit: ~1 ms
-each on this machine's disk, ~2 ms while another process flushes too. In write-ahead-log
-mode with ``synchronous=NORMAL`` a commit is a write to the log (~0.015 ms), and the disk
-is flushed at checkpoints. A process that dies (SIGKILL included) loses nothing it
-committed: the log is in the file system. A power cut can lose the last commits, never
-the file's consistency (SQLite's guarantee for this mode).
+tell, attributes, heartbeats), all in the sweep's own loop. SQLite's default (a rollback
+journal, ``synchronous=FULL``) flushes the disk on every commit: ~1 ms each on this
+machine's disk, ~2 ms while the record process flushes the MLflow store on the same disk.
+In write-ahead-log mode with ``synchronous=NORMAL`` a commit is a write to the log
+(~0.015 ms), and the disk is flushed at checkpoints. A process that dies (SIGKILL
+included) loses nothing it committed: the log is in the file system. A power cut can
+lose the last commits, never the file's consistency (SQLite's guarantee for this mode).
+
+The MLflow store keeps SQLite's defaults: when its disk fills up, a rolled-back
+transaction gives its journal's space back, so the run can still be ended FAILED with
+the reason (``tests/test_store_faults.py``); a write-ahead log keeps its size and the run
+would stay RUNNING.
 
 The log needs memory shared by the processes that open the file, which network file
-systems do not give: there, and where the mounts cannot be read, files keep SQLite's
-defaults. The mode belongs to the file: once set, every reader (MLflow's UI, Optuna's
-dashboard) uses it, and ``-wal`` / ``-shm`` files sit beside it while it is open. pg's
-processes end with ``os._exit``, which closes no connection: :func:`close_all` (run at
-exit, and by the record process before it leaves) closes them, and the last one of a file
-folds the log back into it and removes both.
+systems do not give: there, and where the mounts cannot be read, the file keeps SQLite's
+defaults. The mode belongs to the file: once set, every reader (Optuna's dashboard,
+``optuna.load_study``) uses it, and ``-wal`` / ``-shm`` files sit beside it while it is
+open. pg's processes end with ``os._exit``, which closes no connection: :func:`close_all`
+(run at exit) closes them, and the last one of a file folds the log back into it and
+removes both.
 """
 
 from __future__ import annotations
@@ -77,8 +81,8 @@ def on_local_disk(folder: Path) -> bool:
 
 
 def use_log(db: Path) -> None:
-    """Every SQLAlchemy connection this process opens to ``db`` from now on (MLflow's and
-    Optuna's engines open them) gets the log, if ``db`` is on a local disk."""
+    """Every SQLAlchemy connection this process opens to ``db`` from now on (Optuna's
+    engine opens them) gets the log, if ``db`` is on a local disk."""
     if not on_local_disk(db.parent):
         return
     from sqlalchemy import event

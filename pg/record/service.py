@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 
 from pg.record import names
 from pg.record.derived import resolve, warm_models, warm_plots
-from pg.record.local_sqlite import close_all
 from pg.record.store import redact
 from pg.record.writer import MAX_METRICS_PER_BATCH, MAX_TAG_VALUE, clip, local_fault
 
@@ -345,8 +344,7 @@ def main(argv: list[str]) -> None:
     else:
         service.serve()
     # Everything is written: skip the interpreter's teardown of MLflow and SQLAlchemy
-    # (~0.5 s) that the training process would wait for; close the SQLite files' log.
-    close_all()
+    # (~0.5 s) that the training process would wait for.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pg.record import names
-from pg.record.local_sqlite import use_log
 from pg.record.provenance import base_tags
 from pg.record.reader import Reader
 from pg.record.store import (
@@ -50,8 +49,6 @@ class Tracker:
             # MLflow prints "View run at <tracking URI>/..." links, password included.
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         db = self.location.sqlite_path
-        if db is not None:
-            use_log(db)
         lock = file_lock(db.with_suffix(".lock")) if db else contextlib.nullcontext()
         # Creating the client creates the tables of a new SQLite file; two processes doing
         # it at once fail with "table already exists", hence one process at a time.
