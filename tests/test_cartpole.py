@@ -63,7 +63,11 @@ def test_an_action_gymnasium_refuses_is_refused() -> None:
     for bad in ([0, 1, 2], [0, -1, 1], [0.0, 1.0, 0.0], [0, 1], [[0, 1, 0]]):
         with pytest.raises(AssertionError, match="invalid"):
             ours.step(np.array(bad))
-    ours.step(np.array([0, 1, 1], dtype=np.uint8))
+    stock, _ = _pair(3)
+    stock.reset(seed=0)
+    for good in (np.array([0, 1, 1], dtype=np.uint8), np.array([True, False, True])):
+        pairs = zip(ours.step(good)[:4], stock.step(good)[:4], strict=True)
+        assert all(np.array_equal(a, b) for a, b in pairs)
 
 
 def test_training_steps_cartpole_with_it_and_other_envs_as_before() -> None:

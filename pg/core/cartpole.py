@@ -41,8 +41,12 @@ class CartPoleStepper(CartPoleVectorEnv):
     ]:
         action = np.asarray(action)
         # What the action space's check establishes, in one NumPy call instead of a dozen:
-        # n integers, each 0 or 1 (a shift by one leaves 0 only for those two).
-        if action.shape != (self.num_envs,) or action.dtype.kind not in "iu" or (action >> 1).any():
+        # n integers (or booleans), each 0 or 1 (a shift by one leaves 0 only for those two).
+        if (
+            action.shape != (self.num_envs,)
+            or action.dtype.kind not in "biu"
+            or (action >> 1).any()
+        ):
             raise AssertionError(f"{action!r} ({type(action)}) invalid")
         if self.kinematics_integrator != "euler":  # gymnasium's default; the other as it was
             return super().step(action)
