@@ -158,19 +158,10 @@ def open_storage(url: str, spec: SweepSpec) -> RDBStorage:
     return storage
 
 
-def open_existing_study(name: str, url: str, storage: RDBStorage | None = None) -> optuna.Study:
+def open_existing_study(name: str, url: str) -> optuna.Study:
     """A study that already exists, for reading; never creates a database file."""
-    import optuna
-
     _must_exist(url)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=storage or url)
-
-
-def _must_exist(url: str) -> None:
-    db = _sqlite_path(url)
-    if db is not None and not db.is_file():
-        raise FileNotFoundError(f"no study database at {redact(url)}")
+    return _load(name, url)
 
 
 @contextlib.contextmanager
@@ -184,9 +175,22 @@ def existing_study(name: str, url: str) -> Iterator[optuna.Study]:
     _must_exist(url)  # before the storage, which would create the file
     storage = RDBStorage(url)
     try:
-        yield open_existing_study(name, url, storage)
+        yield _load(name, storage)
     finally:
         storage.engine.dispose()
+
+
+def _must_exist(url: str) -> None:
+    db = _sqlite_path(url)
+    if db is not None and not db.is_file():
+        raise FileNotFoundError(f"no study database at {redact(url)}")
+
+
+def _load(name: str, storage: str | RDBStorage) -> optuna.Study:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 class BudgetLock:
