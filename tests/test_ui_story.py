@@ -341,8 +341,11 @@ def test_register_model_creates_version_1_with_tags(pruned_sweep: Store) -> None
     assert actions.shape == (5,)
 
 
-def test_register_model_needs_a_name(store: Store) -> None:
-    proc = run_module("pg.run", ["-m", *TINY, "hydra.sweeper.register_model=''"], store)
-    assert proc.returncode == 2
+@pytest.mark.parametrize("name", ["''", "team/policy", "policy:v1", "..policy"])
+def test_register_model_needs_a_name_the_registry_takes(store: Store, name: str) -> None:
+    """Refused before any trial: the Model Registry would refuse it after the last one."""
+    proc = run_module("pg.run", ["-m", *TINY, f"hydra.sweeper.register_model={name}"], store)
+    assert proc.returncode == 2, proc.stderr
     assert "register_model" in proc.stderr and "model name" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not store.runs()

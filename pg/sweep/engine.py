@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from pg.core.config import Config
     from pg.record.remote import RemoteRun, RemoteTracker
+    from pg.sweep.best import BestTrialEnd
     from pg.sweep.local_backend import LocalWorkers
     from pg.sweep.orphans import Orphan
     from pg.sweep.ray_backend import RayCluster
@@ -173,6 +174,7 @@ class Sweep:
         self.parent = self._parent_run()
         self.job.sweep_run_id = self.parent.run_id if self.parent else None
         status, code = "FINISHED", EXIT_OK
+        best: BestTrialEnd | None = None
         try:
             code = self._run_workers(self.job, self.plan, self.study)
             if code == EXIT_OK:
@@ -180,6 +182,8 @@ class Sweep:
             if code == EXIT_OK and validation is not None:
                 self._publish(None)  # the search's results first: validation takes a while
                 code = validation.run()
+            if self.tracker is not None and code != EXIT_INTERRUPTED:
+                best = self._best_trial_end(self.tracker)  # asked before the results go out
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
         except BaseException:
@@ -194,6 +198,8 @@ class Sweep:
                 status = "FAILED"
             try:
                 self._publish(validation)
+                if best is not None:  # drawn while the record process draws the results
+                    best.finish()
             finally:
                 if self.cluster is not None:
                     self.cluster.close()
@@ -203,8 +209,6 @@ class Sweep:
                     if code == EXIT_FAILURES:
                         self.parent.set_tags({names.ERROR: failure})
                     self.parent.end(status)
-        if self.tracker is not None and code != EXIT_INTERRUPTED:
-            self._finish_best(self.tracker)
         if self.parent is not None and self.tracker is not None:
             print(
                 f"pg: sweep run {self.parent.run_id} in experiment "
@@ -228,8 +232,8 @@ class Sweep:
         if code == EXIT_INTERRUPTED:
             print("pg: sweep interrupted; run the same command to continue", file=sys.stderr)
             sys.exit(130)
-        best = best_trial(self.study)
-        return float(best.value) if best is not None and best.value is not None else float("nan")
+        winner = best_trial(self.study)
+        return float(winner.value) if winner and winner.value is not None else float("nan")
 
     def _publish(self, validation: ValidationStage | None) -> None:
         try:
@@ -245,19 +249,10 @@ class Sweep:
         except Exception as exc:  # the trials are in the study whatever happens here
             warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
 
-    def _finish_best(self, tracker: RemoteTracker) -> None:
-        """The best trial's GIF and registration; a failure here does not undo the sweep."""
-        from pg.sweep.best import finish_best
+    def _best_trial_end(self, tracker: RemoteTracker) -> BestTrialEnd:
+        from pg.sweep.best import BestTrialEnd
 
-        try:
-            lines = finish_best(self.study, self.plan, self.job.config_name, tracker)
-        except Exception as exc:
-            print(f"pg: best trial's clip/registration failed: {exc}", file=sys.stderr)
-            if self.plan.spec.register_model:
-                sys.exit(1)
-            return
-        for line in lines:
-            print(line, flush=True)
+        return BestTrialEnd(self.study, self.plan, self.job.config_name, tracker)
 
     def _validation(self) -> ValidationStage | None:
         """The validation stage of a search that asks for one (``hydra.sweeper.validate``)."""

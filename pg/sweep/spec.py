@@ -127,6 +127,13 @@ def build_spec(settings: dict[str, Any]) -> SweepSpec:
     return spec
 
 
+def _model_name(name: object) -> bool:
+    """A name the Model Registry accepts: refused here, not after the last trial."""
+    if not isinstance(name, str) or not name.strip():
+        return False
+    return not any(c in name for c in "/:") and name != "." and not name.startswith("..")
+
+
 def _check_spec(spec: SweepSpec) -> None:
     from pg.sweep.settings import _check_types
 
@@ -141,9 +148,9 @@ def _check_spec(spec: SweepSpec) -> None:
         "mode=search with sampler grid: a grid is not a search; drop one of them",
     )
     need(
-        spec.register_model is None
-        or (isinstance(spec.register_model, str) and spec.register_model.strip() != ""),
-        f"register_model={spec.register_model!r} must be null or a model name",
+        spec.register_model is None or _model_name(spec.register_model),
+        f"register_model={spec.register_model!r} must be null or a model name "
+        "(no '/' or ':', not '.' or starting with '..')",
     )
     need(
         spec.n_trials is not None or spec.timeout is not None,
