@@ -209,7 +209,10 @@ def test_kill_9_then_resume_keeps_exactly_n_trials(store: Store) -> None:
         *NO_VALIDATION,
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.pruner.name=none",
-        "train.max_steps=300000",  # long enough to be killed mid-trial
+        # Long enough to be killed mid-trial: no stop on solving (a fast machine solved
+        # 300k-step trials within the second the test waits before the kill).
+        "train.max_steps=1000000",
+        "train.target_return=null",
         "train.report_every=1000",
     ]
     first = start_sweep(store, args)
