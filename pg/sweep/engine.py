@@ -167,6 +167,12 @@ class Sweep:
     def run(self) -> float:
         from pg.sweep.results import best_line, best_trial, configurations_lines
 
+        if self.cluster is None:
+            # This process trains the first trial. torch's import (~1 s) goes before the
+            # collector resumes (its ~0.3 M objects are then frozen, not walked again and
+            # again while the first trial trains) and before the parent run is asked for,
+            # while the record process still opens the store.
+            import pg.core.train  # noqa: F401
         resume_collection()  # the sweep's own imports are done (pg.core.collection)
         validation = self._validation()
         self._header(validation)
