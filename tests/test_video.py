@@ -96,7 +96,7 @@ def test_cartpole_clip_shows_the_episode_gymnasium_renders() -> None:
     durations = [clip.frame_ms * (b - a) for a, b in zip(steps, ends, strict=True)]
     shown = 0
     with Image.open(io.BytesIO(clip.gif)) as decoded:
-        for i in range(decoded.n_frames):
+        for i in range(decoded.n_frames):  # type: ignore[attr-defined]
             decoded.seek(i)
             ours = np.asarray(decoded.convert("RGB")).astype(np.int64)
             lasts = int(decoded.info["duration"])
@@ -117,7 +117,7 @@ def test_other_envs_keep_their_own_render() -> None:
     env.close()
     clip = greedy_clip(acrobot, Idle(), seed=0, max_steps=6)
     with Image.open(io.BytesIO(clip.gif)) as decoded:
-        assert decoded.n_frames == 7  # 15 fps: every step, the reset state first
+        assert decoded.n_frames == 7  # type: ignore[attr-defined]  # 15 fps: each step
         assert decoded.size == (250, 250)  # Acrobot's 500 px, every other pixel
 
 
