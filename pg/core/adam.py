@@ -58,19 +58,35 @@ class Adam:
 
     @torch.no_grad()  # type: ignore[untyped-decorator]
     def step(self) -> None:
-        beta1, beta2, lr, eps = self.beta1, self.beta2, self.lr, self.eps
+        """One step for every parameter that has a gradient.
+
+        Parameters whose counts agree (all of them, but for one first seen later) are
+        stepped together by torch's ``_foreach`` ops, whose CPU kernels apply the same
+        in-place op to each tensor in turn: the same values as one op per tensor, in a
+        seventh of the calls (this runs after every update, ~100 us a step before).
+        """
+        groups: dict[int, list[int]] = {}
         for i, param in enumerate(self.params):
-            grad = param.grad
-            if grad is None:
-                continue
-            self.steps[i] += 1
-            step = float(self.steps[i])  # torch reads its float32 counter with .item()
-            exp_avg, exp_avg_sq = self.exp_avg[i], self.exp_avg_sq[i]
-            exp_avg.lerp_(grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            bias_correction1 = 1 - beta1**step
-            bias_correction2 = 1 - beta2**step
-            step_size = lr / bias_correction1
-            bias_correction2_sqrt = bias_correction2**0.5
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-            param.addcdiv_(exp_avg, denom, value=-step_size)
+            if param.grad is not None:
+                self.steps[i] += 1
+                groups.setdefault(self.steps[i], []).append(i)
+        for count, members in groups.items():
+            self._step(float(count), members)  # torch reads its float32 counter with .item()
+
+    def _step(self, step: float, members: list[int]) -> None:
+        beta1, beta2, lr, eps = self.beta1, self.beta2, self.lr, self.eps
+        params: list[torch.Tensor] = [self.params[i] for i in members]
+        grads = [p.grad for p in params if p.grad is not None]  # all of them (see step)
+        exp_avgs = [self.exp_avg[i] for i in members]
+        exp_avg_sqs = [self.exp_avg_sq[i] for i in members]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2**0.5
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(params, exp_avgs, denom, value=-step_size)

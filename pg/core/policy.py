@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.functional import linear as affine
 
 from pg.core.config import ModelConfig
 
@@ -47,9 +48,17 @@ class MLPPolicy(nn.Module):
             size = h
         layers.append(nn.Linear(size, n_actions))
         self.net = nn.Sequential(*layers)
+        self.linears = [layer for layer in layers if isinstance(layer, nn.Linear)]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.net(obs.float().flatten(1))
+        # ``self.net``'s layers called as the functions they are (nn.Linear and nn.ReLU
+        # call exactly these): the same graph and values without the modules' hook
+        # dispatch, a third of a forward at this size; an update makes two.
+        x = obs.float().flatten(1)
+        for linear in self.linears[:-1]:
+            x = torch.relu(affine(x, linear.weight, linear.bias))
+        last = self.linears[-1]
+        logits: torch.Tensor = affine(x, last.weight, last.bias)
         return logits
 
 
