@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
     from pg.core.config import Config
     from pg.record.remote import RemoteRun, RemoteTracker
-    from pg.sweep.best import BestTrialEnd
     from pg.sweep.local_backend import LocalWorkers
     from pg.sweep.orphans import Orphan
     from pg.sweep.ray_backend import RayCluster
@@ -165,13 +164,13 @@ class Sweep:
 
     # -- running ---------------------------------------------------------------
     def run(self) -> float:
+        from pg.sweep.best import BestTrialEnd
         from pg.sweep.results import best_line, best_trial, configurations_lines
 
         if self.cluster is None:
-            # This process trains the first trial. torch's import (~1 s) goes before the
-            # collector resumes (its ~0.3 M objects are then frozen, not walked again and
-            # again while the first trial trains) and before the parent run is asked for,
-            # while the record process still opens the store.
+            # This process trains the first trial: torch's import (~1 s) before the collector
+            # resumes (its objects frozen, not walked while trials train) and while the
+            # record process still opens the store, which the parent run waits for.
             import pg.core.train  # noqa: F401
         resume_collection()  # the sweep's own imports are done (pg.core.collection)
         validation = self._validation()
@@ -188,8 +187,8 @@ class Sweep:
             if code == EXIT_OK and validation is not None:
                 self._publish(None)  # the search's results first: validation takes a while
                 code = validation.run()
-            if self.tracker is not None and code != EXIT_INTERRUPTED:
-                best = self._best_trial_end(self.tracker)  # asked before the results go out
+            if self.tracker is not None and code != EXIT_INTERRUPTED:  # before the results
+                best = BestTrialEnd(self.study, self.plan, self.job.config_name, self.tracker)
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
         except BaseException:
@@ -254,11 +253,6 @@ class Sweep:
                 validation.publish(self.parent)
         except Exception as exc:  # the trials are in the study whatever happens here
             warn(f"could not write the sweep's results: {type(exc).__name__}: {exc}")
-
-    def _best_trial_end(self, tracker: RemoteTracker) -> BestTrialEnd:
-        from pg.sweep.best import BestTrialEnd
-
-        return BestTrialEnd(self.study, self.plan, self.job.config_name, tracker)
 
     def _validation(self) -> ValidationStage | None:
         """The validation stage of a search that asks for one (``hydra.sweeper.validate``)."""
