@@ -121,3 +121,53 @@ def test_the_best_model_is_waited_for_while_its_trial_still_writes(store: Store)
     start = time.monotonic()
     assert best_model(client, trial, maximize=True) is None
     assert time.monotonic() - start < 5
+
+
+BEST_END = """
+import sys
+import optuna
+from pg.core.config import to_config
+from pg.record import names
+from pg.record.remote import remote_tracker
+from pg.sweep.best import BestTrialEnd
+from pg.sweep.spec import build_spec, plan
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+tracker = remote_tracker(to_config({"tracking": {"uri": sys.argv[1], "experiment": "b"}}).tracking)
+run = tracker.start_run("modelless", {})
+run.end("FINISHED")
+
+
+def study(run_id):
+    s = optuna.create_study(direction="maximize")
+    s.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={names.ATTR_MLFLOW_RUN: run_id}))
+    return s
+
+
+space = ["algo.lr=0.01,0.02"]
+BestTrialEnd(study(run.run_id), plan(build_spec({}), space), "config", tracker).finish()
+missing = "0" * 32  # no such run: the store refuses the lookup
+BestTrialEnd(study(missing), plan(build_spec({}), space), "config", tracker).finish()
+print("went on")
+registering = plan(build_spec({"register_model": "policy"}), space)
+try:
+    BestTrialEnd(study(missing), registering, "config", tracker).finish()
+except SystemExit as exc:
+    print("exit", exc.code)
+"""
+
+
+def test_the_best_trials_end_reports_a_missing_model_and_a_failed_lookup(store: Store) -> None:
+    """The end of a sweep: a best trial without a model is one line and the sweep ends
+    well; a lookup the store refuses is one line on stderr, and exit 1 only when the
+    model was to be registered (the sweep's exit code then says registration failed)."""
+    done = run_python(["-c", BEST_END, store.uri], store)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "pg: trial 0 logged no model; nothing to show or register",
+        "went on",
+        "exit 1",
+    ]
+    failed = [line for line in done.stderr.splitlines() if "clip/registration failed" in line]
+    assert len(failed) == 2, done.stderr
+    assert all(line.startswith("pg: best trial's clip/registration failed: ") for line in failed)
