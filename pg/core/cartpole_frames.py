@@ -6,8 +6,8 @@ strided NumPy copy of the pixels, then PIL's nearest-colour search over every pi
 put it on the GIF's palette (~0.75 ms a frame; ~0.19 s a clip, which a run's end waits
 for).  :class:`CartPoleFrames` makes the same pygame drawing calls on the same
 coordinates onto one 8-bit surface whose palette holds the scene's four colours and 60
-blends between them, so the frame is already palette indices: ~3x cheaper, and the same
-picture (``tests/test_video.py`` compares it with gymnasium's frames pixel by pixel).
+blends between them, so the frame is already palette indices: ~4x cheaper a frame, and
+the same picture (``tests/test_video.py`` compares it with gymnasium's, pixel by pixel).
 
 Only the antialiased edges differ: their blends land on the nearest palette entry, not
 on the exact blend, as PIL's quantization also did.

@@ -33,7 +33,7 @@ def video_wanted(plan: Plan) -> bool:
 
 @dataclass(frozen=True)
 class BestModel:
-    """The best trial's model, as :func:`fetch_best` found it in the store."""
+    """The best trial's model, as :class:`BestTrialEnd` found it in the store."""
 
     number: int
     value: float
@@ -95,7 +95,7 @@ class BestTrialEnd:
         )
 
     def finish(self) -> None:
-        """GIF on the best trial's run, then registration; lines for the user."""
+        """GIF on the best trial's run, then registration; prints what was done."""
         if self.error is None and self.best is not None:
             try:
                 self._finish(self.best)
