@@ -87,7 +87,7 @@ def test_grad_stats_with_hand_set_gradients() -> None:
     layer = nn.Linear(2, 1)
     layer.weight.grad = torch.tensor([[3.0, -4.0]])
     layer.bias.grad = torch.tensor([0.0])
-    stats = grad_stats(layer)
+    stats = grad_stats(layer.parameters())
     # all elements [3, -4, 0]: L2 = 5, max |g| = 4,
     # variance = mean(g^2) - mean(g)^2 = 25/3 - 1/9 = 74/9
     assert stats["grad_l2"] == pytest.approx(5.0)
@@ -100,7 +100,7 @@ def test_grad_stats_spans_all_parameters_and_skips_missing_grads() -> None:
     net[0].weight.grad = torch.tensor([[1.0], [-2.0]])
     net[0].bias.grad = torch.tensor([2.0, 0.0])
     # net[1] has no gradient: it must not count as zeros
-    stats = grad_stats(net)
+    stats = grad_stats(net.parameters())
     # elements [1, -2, 2, 0]: L2 = 3, max 2, mean 0.25, mean sq 9/4 -> var 2.25 - 0.0625
     assert stats["grad_l2"] == pytest.approx(3.0)
     assert stats["grad_max"] == pytest.approx(2.0)
@@ -108,4 +108,8 @@ def test_grad_stats_spans_all_parameters_and_skips_missing_grads() -> None:
 
 
 def test_grad_stats_without_gradients_is_zero() -> None:
-    assert grad_stats(nn.Linear(3, 2)) == {"grad_l2": 0.0, "grad_max": 0.0, "grad_var": 0.0}
+    assert grad_stats(nn.Linear(3, 2).parameters()) == {
+        "grad_l2": 0.0,
+        "grad_max": 0.0,
+        "grad_var": 0.0,
+    }

@@ -48,8 +48,9 @@ class CartPoleFrames:
     def __init__(self, base: Any) -> None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         import pygame
+        from pygame import gfxdraw
 
-        self.pygame = pygame
+        self.pygame, self.gfxdraw = pygame, gfxdraw
         self.width, self.height = int(base.screen_width), int(base.screen_height)
         self.scale = self.width / (base.x_threshold * 2)
         self.pole_length = self.scale * (2 * base.length)
@@ -80,9 +81,7 @@ class CartPoleFrames:
 
         The calls and coordinates of gymnasium's ``CartPoleEnv.render``; the flip it
         does after drawing is left to the caller (PIL turns the small image)."""
-        from pygame import gfxdraw
-
-        pygame, surf = self.pygame, self.surface
+        pygame, gfxdraw, surf = self.pygame, self.gfxdraw, self.surface
         surf.blit(self.background, (0, 0))
         x, theta = float(state[0]), float(state[2])
         polewidth, cartwidth, cartheight = 10.0, 50.0, 30.0

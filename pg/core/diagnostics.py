@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from torch import nn
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -27,14 +26,13 @@ def kl_divergence(old_logits: torch.Tensor, new_logits: torch.Tensor) -> torch.T
     return (old_log_p.exp() * (old_log_p - new_log_p)).sum(dim=-1).mean()
 
 
-def grad_stats(params: nn.Module | Iterable[torch.Tensor]) -> dict[str, float]:
+def grad_stats(params: Iterable[torch.Tensor]) -> dict[str, float]:
     """L2 norm, largest absolute element and variance of the whole gradient.
 
-    Taken over all parameters (of a module, or the ones given) as one vector, before any
+    Taken over all ``params`` (a module's ``parameters()``) as one vector, before any
     clipping, so the numbers show what the optimiser would have received.
     """
-    tensors = params.parameters() if isinstance(params, nn.Module) else params
-    grads = [p.grad.detach().reshape(-1) for p in tensors if p.grad is not None]
+    grads = [p.grad.detach().reshape(-1) for p in params if p.grad is not None]
     if not grads:
         return {"grad_l2": 0.0, "grad_max": 0.0, "grad_var": 0.0}
     flat = torch.cat(grads)
