@@ -58,18 +58,26 @@ def template_store() -> Path:
     return _TEMPLATE[0]
 
 
-STEPS = re.compile(r"after ([\d,]+) steps")
+STEPS = re.compile(r"after ([\d,]+) steps, ([\d.]+) s")
 
 
 def env_steps(output: str) -> int:
     """Env steps of every trial and validation run a sweep printed (0 for one run)."""
-    return sum(int(n.replace(",", "")) for n in STEPS.findall(output))
+    return sum(int(n.replace(",", "")) for n, _ in STEPS.findall(output))
 
 
-def whole(args: list[str], home: Path, code: Path = ROOT) -> tuple[float, int, float]:
+def trial_seconds(output: str) -> float:
+    """Seconds of every trial and validation run a sweep printed, as each timed itself
+    (from composing its config to its outcome: training, its runs' calls and reports;
+    not the ask and tell around it).  With one worker the sweep takes at least this."""
+    return sum(float(s) for _, s in STEPS.findall(output))
+
+
+def whole(args: list[str], home: Path, code: Path = ROOT) -> tuple[float, int, float, float]:
     """Seconds of one ``python -m pg.run …`` process in a store of its own (a copy of an
     empty store whose tables exist), the env steps it printed, and the CPU seconds of it
-    and every process it started (workers, record processes: each waits for its own)."""
+    and every process it started (workers, record processes: each waits for its own), and
+    the seconds its trials took by their own account (:func:`trial_seconds`)."""
     (home / "mlruns").mkdir(parents=True)
     shutil.copyfile(template_store(), home / "mlruns" / "mlflow.db")
     env = {**os.environ, "PG_HOME": str(home), "PYTHONPATH": str(code)}
@@ -94,7 +102,8 @@ def whole(args: list[str], home: Path, code: Path = ROOT) -> tuple[float, int, f
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"pg.run {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return elapsed, env_steps(done.stdout + done.stderr), cpu
+    output = done.stdout + done.stderr
+    return elapsed, env_steps(output), cpu, trial_seconds(output)
 
 
 def paired(
@@ -113,14 +122,16 @@ def paired(
     times: dict[tuple[str, str], list[float]] = {}
     steps: dict[tuple[str, str], list[int]] = {}
     cpus: dict[tuple[str, str], list[float]] = {}
+    trained: dict[tuple[str, str], list[float]] = {}
     for i in range(repeats):
         for name, code in trees.items():
             for side, args in (("a", a), ("b", b)):
                 with tempfile.TemporaryDirectory() as tmp:
-                    t, n, c = whole(args, Path(tmp) / f"{side}{i}", code)
+                    t, n, c, s = whole(args, Path(tmp) / f"{side}{i}", code)
                 times.setdefault((name, side), []).append(t)
                 steps.setdefault((name, side), []).append(n)
                 cpus.setdefault((name, side), []).append(c)
+                trained.setdefault((name, side), []).append(s)
     for name in trees:
         ta, tb = times[(name, "a")], times[(name, "b")]
         ma, mb = statistics.median(ta), statistics.median(tb)
@@ -134,12 +145,23 @@ def paired(
         ca, cb = statistics.median(cpus[(name, "a")]), statistics.median(cpus[(name, "b")])
         cores = os.cpu_count() or 1
         bound = f"; floor on {cores} cores {ca / cores / mb:.2f}x" if floor else ""
+        if floor:
+            # Even a free second worker doing b's very work needs b's CPU seconds, spread
+            # over the cores at best: a ratio below this cannot come from parallelism.
+            bound += f", {cb / cores / mb:.2f}x for b's own work and CPU"
         print(f"   CPU seconds (all processes) {ca:.1f} vs {cb:.1f}{bound}", flush=True)
         na, nb = statistics.median(steps[(name, "a")]), statistics.median(steps[(name, "b")])
         if na and nb and na != nb:  # sweeps that sampled different trials did different work
             print(
                 f"   env steps {na / 1e6:.2f} M vs {nb / 1e6:.2f} M: per env step "
                 f"{(ma / na) / (mb / nb):.2f}x",
+                flush=True,
+            )
+        sa, sb = statistics.median(trained[(name, "a")]), statistics.median(trained[(name, "b")])
+        if sa and sb:  # a sweep: how much of it its trials' own training took
+            print(
+                f"   its trials' own seconds (summed, each from compose to outcome) {sa:.1f} of "
+                f"{ma:.1f} s vs {sb:.1f} of {mb:.1f} s",
                 flush=True,
             )
 
