@@ -278,7 +278,8 @@ def test_ray_sweep_postgres_and_server_exact_trials_nested_and_pruned(
         "hydra.sweeper.study_name=cluster",
         "tracking=server",
         f"tracking.uri={tracking}",
-        # Each worker's random draws start with 500 then 10 (seed 17, offsets 0 and 7919).
+        # Trial n draws slice n of one stream (seed 17; pg.sweep.draws), whichever worker
+        # asks: 500, 10, 10, 500, 10, 10.
         # A 10-step episode returns at most 10, so every 10-step trial is pruned at its
         # first report past 1000 steps; a 500-step one (a near-random policy's episodes
         # last ~20 steps) never is.  (The median pruner could also prune a slow 500-step

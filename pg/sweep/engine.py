@@ -149,6 +149,7 @@ class Sweep:
             from pg.sweep.space import override_line
 
             arguments = [*arguments, override_line("tracking.uri", tracker.location.uri)]
+        done = len(study.get_trials(deepcopy=False))
         job = Job(
             settings=spec.to_dict(),
             arguments=list(arguments),
@@ -157,7 +158,8 @@ class Sweep:
             storage_url=url,
             sweep_run_id=None,
             deadline=deadline,
-            seed_offset=len(study.get_trials(deepcopy=False)),
+            seed_offset=done,
+            first_trial=done,
             command=command_line(),
         )
         return cls(the_plan, job, base, study, tracker, cluster)

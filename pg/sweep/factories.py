@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pg.sweep.spec import SweepError, SweepSpec
 
 if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
     from optuna.pruners import BasePruner
     from optuna.samplers import BaseSampler
 
@@ -38,16 +39,33 @@ def _pruner_classes() -> dict[str, Any]:
 
 
 def make_sampler(
-    spec: SweepSpec, seed_offset: int = 0, grid: dict[str, list[Any]] | None = None
+    spec: SweepSpec,
+    seed_offset: int = 0,
+    grid: dict[str, list[Any]] | None = None,
+    stream: tuple[int, dict[str, BaseDistribution]] | None = None,
 ) -> BaseSampler:
-    """The sampler; ``seed_offset`` keeps workers and resumed runs from repeating draws."""
+    """The sampler; ``seed_offset`` keeps workers and resumed runs from repeating draws.
+
+    ``stream``: the invocation's first trial number and the space.  A seeded ``random``
+    or ``tpe`` sampler then draws its random configurations from the invocation's one
+    stream (:mod:`pg.sweep.draws`): the same for trial ``n`` in every worker.
+    """
     options = dict(spec.sampler)
     name = options.pop("name", "tpe")
     if name == "grid":
         return _grid_sampler(grid or {}, options)
-    if options.get("seed") is not None:  # an int: checked by spec.build_spec
-        options["seed"] = options["seed"] + seed_offset
+    seed = options.get("seed")
+    if seed is not None:  # an int: checked by spec.build_spec
+        options["seed"] = seed + seed_offset
     sampler: BaseSampler = _build("sampler", name, _sampler_classes(), options)
+    if stream is not None and seed is not None and name in ("tpe", "random"):
+        from pg.sweep.draws import StreamRandomSampler, doubles_per_trial
+
+        first, space = stream
+        draws = StreamRandomSampler(seed + first, first, doubles_per_trial(space))
+        if name == "random":
+            return draws
+        sampler._random_sampler = draws  # type: ignore[attr-defined]  # TPE's startup draws
     return sampler
 
 

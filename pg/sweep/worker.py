@@ -41,6 +41,7 @@ class Job:
     sweep_run_id: str | None
     deadline: float | None  # time.time() after which no new trial starts
     seed_offset: int = 0
+    first_trial: int = 0  # the study's trial count when the sweep started (pg.sweep.draws)
     command: str | None = None  # the sweep's command line, recorded on the worker's runs
     stage: str = "search"  # search | validation (pg.sweep.validation)
 
@@ -63,7 +64,7 @@ def load_study(job: Job, plan: Plan) -> optuna.Study:
     return optuna.load_study(
         study_name=plan.spec.study_name,
         storage=storage,
-        sampler=make_sampler(plan.spec, job.seed_offset, plan.grid),
+        sampler=make_sampler(plan.spec, job.seed_offset, plan.grid, (job.first_trial, plan.space)),
         pruner=make_pruner(plan.spec),
     )
 
