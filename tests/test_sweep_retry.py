@@ -43,7 +43,15 @@ def test_a_killed_workers_trial_runs_again_with_its_params(store: Store) -> None
             return []
 
     def started(t: Any) -> bool:
-        return t.state.name == "RUNNING" and "pg.run_id" in t.system_attrs
+        # Mid-training: its run exists and under half of its 200 reports are in. A run id
+        # can first be known at the run's end (a worker's first trial, its record process
+        # still importing MLflow): a kill then would land between the run's end and
+        # Optuna's tell, leaving the run FINISHED.
+        return (
+            t.state.name == "RUNNING"
+            and "pg.run_id" in t.system_attrs
+            and len(t.intermediate_values) < 100
+        )
 
     try:
         victim, _ = sigkill_a_worker(

@@ -174,7 +174,8 @@ def test_default_sweep_validates_top_2_on_3_fresh_seeds(store: Store, tmp_path: 
 
 
 def worker_processes(sweep: subprocess.Popen[str], timeout: float = 300) -> tuple[set[int], str]:
-    """Pids of every ``pg.sweep.worker`` child seen while ``sweep`` ran, and its output."""
+    """Pids of every worker process seen while ``sweep`` ran (a child that is a fork of
+    the sweep, with its command line; not a record process), and its output."""
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
     while sweep.poll() is None:
@@ -184,7 +185,7 @@ def worker_processes(sweep: subprocess.Popen[str], timeout: float = 300) -> tupl
         for proc in Path("/proc").iterdir():
             try:
                 parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if parent == sweep.pid and b"pg.sweep.worker" in (proc / "cmdline").read_bytes():
+                if parent == sweep.pid and b"pg.run" in (proc / "cmdline").read_bytes():
                     seen.add(int(proc.name))
             except (OSError, ValueError, IndexError):
                 continue  # not a process, or gone meanwhile

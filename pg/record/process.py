@@ -10,6 +10,7 @@ exit this process waits for the record process to have written everything it was
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import pickle
@@ -234,3 +235,20 @@ def record_process(store_hint: str = "") -> RecordProcess:
     if _process is None or _process.gone is not None:
         _process = RecordProcess(store_hint)
     return _process
+
+
+def forget() -> None:
+    """Drop the parent's record process in a forked child: its end of the socket closed
+    here only (no message, no shutdown: the parent still uses it)."""
+    global _process
+    if _process is not None:
+        _process.closing = True
+        with contextlib.suppress(OSError):
+            _process.conn.close()
+        _process = None
+
+
+def close_current() -> None:
+    """:meth:`RecordProcess.close` of this process's record process, if it has one."""
+    if _process is not None:
+        _process.close()

@@ -158,8 +158,8 @@ _command: str | None = None
 
 
 def set_command(line: str) -> None:
-    """Record ``line`` as this process's command: a sweep worker runs the user's sweep,
-    not the ``python -m pg.sweep.worker job.json`` that started it."""
+    """Record ``line`` as this process's command: a sweep worker (a Ray task's process,
+    say) runs the user's sweep, not the command that started its process."""
     global _command
     _command = line
 

@@ -43,6 +43,24 @@ def remote_tracker(cfg: TrackingConfig) -> RemoteTracker:
     return _trackers[key]
 
 
+def forget_after_fork() -> None:
+    """In a process just forked from one that records: the record process and trackers
+    are the parent's (its socket shared, its shipping thread not copied); this process
+    starts its own on first use."""
+    from pg.record import process
+
+    _trackers.clear()
+    process.forget()
+
+
+def close_records() -> None:
+    """Let this process's record process write everything, and wait for it (what the
+    exit handler does, for a process that leaves with ``os._exit``)."""
+    from pg.record import process
+
+    process.close_current()
+
+
 def open_remote_tracker() -> RemoteTracker | None:
     """The tracker this process already opened, if any (a sweep worker's)."""
     return next(iter(_trackers.values()), None)

@@ -1,11 +1,14 @@
 """``backend: local``: the sweep's process is worker 0, workers 1..N-1 are processes here.
 
-The worker processes are started once and kept for the sweep's later stages (its
-validation, retries queued after every worker had ended): a start costs seconds of CPU
-(Python, torch, Optuna, a record process importing MLflow) that a second start would
-take from the trials training on the same cores.  A process is handed one job at a time
-on its stdin and answers with the job's exit code on a pipe of its own, so its console
-lines still go straight to the sweep's terminal.
+A worker process is a fork of the sweep's process, made once its imports (torch, Optuna,
+Hydra) and its Hydra setup and compose cache are done: a fresh interpreter spent ~2.5 s of
+CPU importing them again, taken from the trials training on the same cores.  It drops
+the sweep's connection to its record process (:func:`pg.record.remote.forget_after_fork`)
+and opens its own, and ends with ``os._exit`` so none of the sweep's exit handlers or
+frames run in it.  The processes are kept for the sweep's later stages (its validation,
+retries queued after every worker had ended).  A process is handed one job at a time on
+a pipe and answers with the job's exit code on another, so its console lines still go
+straight to the sweep's terminal.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import tempfile
+import time
+import traceback
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job, work
+from pg.sweep.worker import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, Job, serve_forked, work
 
 if TYPE_CHECKING:
     from pg.sweep.spec import Plan
@@ -28,53 +32,87 @@ STOP_GRACE = 60.0  # seconds a worker gets to end its trial cleanly after Ctrl-C
 
 
 class _Worker:
-    """One ``python -m pg.sweep.worker --serve`` process."""
+    """One forked worker process serving jobs (:func:`pg.sweep.worker.serve_forked`)."""
 
-    def __init__(self) -> None:
-        read, write = os.pipe()
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pg.sweep.worker", "--serve", str(write)],
-                stdin=subprocess.PIPE,
-                pass_fds=(write,),
-                env=env,
-                text=True,
-            )
-        finally:
-            os.close(write)  # the worker holds the only write end: its death reads as EOF
-        self.codes: IO[str] = os.fdopen(read)
+    def __init__(self, others: list[_Worker]) -> None:
+        jobs_read, jobs_write = os.pipe()
+        codes_read, codes_write = os.pipe()
+        sys.stdout.flush()  # or the child would write the sweep's pending output again
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker: leaves only through os._exit, never into the sweep's frames
+            code = 1
+            try:
+                # Only its own ends: another worker's pipe held open here would never
+                # read EOF when the sweep closes it.
+                for fd in (jobs_write, codes_read, *(f for w in others for f in w.fds())):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                code = serve_forked(jobs_read, codes_write)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        os.close(jobs_read)
+        os.close(codes_write)  # the worker holds the only write end: its death reads as EOF
+        self.pid = pid
+        self.returncode: int | None = None
+        self.jobs: IO[str] = os.fdopen(jobs_write, "w")
+        self.codes: IO[str] = os.fdopen(codes_read)
+
+    def fds(self) -> tuple[int, ...]:
+        return tuple(f.fileno() for f in (self.jobs, self.codes) if not f.closed)
 
     def send(self, path: Path) -> None:
         """Hand over a job (if the process is gone, :meth:`result` says how it ended)."""
-        assert self.proc.stdin is not None
         with contextlib.suppress(OSError):  # BrokenPipeError: it died
-            self.proc.stdin.write(f"{path}\n")
-            self.proc.stdin.flush()
+            self.jobs.write(f"{path}\n")
+            self.jobs.flush()
 
     def result(self) -> int:
         """The job's exit code, or the process's own if it died (negative: a signal)."""
         line = self.codes.readline()
         if line.strip():
             return int(line)
-        return self.proc.wait()
+        code = self._reap(block=True)
+        assert code is not None
+        return code
+
+    def _reap(self, block: bool) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            if pid == 0:
+                return None
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self._reap(block=False) is None
 
     def finish(self) -> None:
         """End of input: an idle worker exits."""
         with contextlib.suppress(OSError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
+            self.jobs.close()
 
-    def wait(self, timeout: float) -> None:
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+    def wait(self, timeout: float) -> bool:
+        """Until it has exited, SIGKILLed after ``timeout`` seconds; whether it had to be."""
+        deadline = time.monotonic() + timeout
+        killed = False
+        while self._reap(block=False) is None:
+            if time.monotonic() >= deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self._reap(block=True)
+                killed = True
+            else:
+                time.sleep(0.02)
         self.codes.close()
+        return killed
 
 
 class LocalWorkers:
@@ -94,7 +132,7 @@ class LocalWorkers:
             return work(job, plan)
         self._workers = [w for w in self._workers if w.alive()]
         while len(self._workers) < workers - 1:
-            self._workers.append(_Worker())
+            self._workers.append(_Worker(self._workers))
         helpers = self._workers[: workers - 1]
         for i, helper in enumerate(helpers, start=1):
             helper.send(self._job_file(job, i))
@@ -110,8 +148,13 @@ class LocalWorkers:
         """Let every worker exit (an idle one at once) and remove the job files."""
         for worker in self._workers:
             worker.finish()
-        for worker in self._workers:
-            worker.wait(grace)
+        for i, worker in enumerate(self._workers, start=1):
+            if worker.wait(grace):
+                print(
+                    f"pg: worker {i} had not ended {grace:g} s after the sweep's; killed",
+                    file=sys.stderr,
+                    flush=True,
+                )
         self._workers = []
         self._folder.cleanup()
 

@@ -1,8 +1,8 @@
 """The ask -> run -> tell loop, in the sweep's process or in a worker process of its own.
 
-``python -m pg.sweep.worker --serve FD`` is what the sweep starts ``workers - 1`` times
-(``python -m pg.sweep.worker JOB.json`` runs one job); each asks its next trial as soon
-as it is free, so trials never wait for a batch.
+A local sweep forks ``workers - 1`` worker processes that :func:`serve_forked` jobs
+(:mod:`pg.sweep.local_backend`); a Ray task runs :func:`work` itself.  Each asks its next
+trial as soon as it is free, so trials never wait for a batch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -184,15 +184,6 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def main(argv: list[str]) -> int:
-    try:
-        if argv[:1] == ["--serve"]:
-            return serve(int(argv[1]))
-        return run_job(Job.load(Path(argv[0])))
-    except KeyboardInterrupt:  # in a trial, or while a kept worker waits for a job
-        return EXIT_INTERRUPTED
-
-
 def run_job(job: Job) -> int:
     from pg.sweep.compose import ensure_hydra
     from pg.sweep.spec import build_spec, plan
@@ -205,11 +196,11 @@ def run_job(job: Job) -> int:
     return work(job, plan(build_spec(job.settings), job.arguments))
 
 
-def serve(status_fd: int) -> int:
-    """Jobs (paths of their JSON files) from stdin, one per line, until it ends; each
-    job's exit code on ``status_fd`` once its records are written (see local_backend)."""
+def serve(status_fd: int, jobs: IO[str] | None = None) -> int:
+    """Jobs (paths of their JSON files) from ``jobs`` (stdin), one per line, until it
+    ends; each job's exit code on ``status_fd`` once its records are written."""
     with os.fdopen(status_fd, "w") as status:
-        for line in sys.stdin:
+        for line in jobs if jobs is not None else sys.stdin:
             try:
                 code = run_job(Job.load(Path(line.strip())))
             except KeyboardInterrupt:
@@ -221,6 +212,23 @@ def serve(status_fd: int) -> int:
             if code == EXIT_INTERRUPTED:
                 return code
     return EXIT_OK
+
+
+def serve_forked(jobs_fd: int, status_fd: int) -> int:
+    """:func:`serve` in a process forked from the sweep's (pg.sweep.local_backend): the
+    sweep's record process is not this process's to use; its own is closed at the end,
+    as a started worker's exit handlers would."""
+    from pg.record.remote import close_records, forget_after_fork
+
+    forget_after_fork()
+    _die_with_parent()
+    try:
+        with os.fdopen(jobs_fd) as jobs:
+            return serve(status_fd, jobs)
+    except KeyboardInterrupt:  # while it waited for a job
+        return EXIT_INTERRUPTED
+    finally:
+        close_records()
 
 
 def records_written() -> None:
@@ -242,14 +250,3 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-if __name__ == "__main__":
-    from pg.core.collection import pause_collection
-
-    pause_collection()  # until its first training starts
-    from pg.cli import exit_fast
-
-    _die_with_parent()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    exit_fast(lambda: sys.exit(main(sys.argv[1:])))
