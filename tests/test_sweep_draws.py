@@ -110,7 +110,7 @@ def test_a_sweep_on_three_workers_trains_the_configurations_one_worker_draws(
 ) -> None:
     """The CLI: three worker processes ask TPE's startup trials; each trial number gets
     what Optuna's TPE asked by one process gives it.  The forked workers end on their own
-    when the sweep does (none holds another's pipe open: pg.sweep.local_backend)."""
+    when the sweep does."""
     done = sweep(
         store,
         "hydra.sweeper.n_trials=6",

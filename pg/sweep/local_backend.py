@@ -43,8 +43,8 @@ class _Worker:
         if pid == 0:  # the worker: leaves only through os._exit, never into the sweep's frames
             code = 1
             try:
-                # Only its own ends: another worker's pipe held open here would never
-                # read EOF when the sweep closes it.
+                # Only its own ends: with another worker's job pipe open here, that one
+                # would read EOF only once this one has ended too.
                 for fd in (jobs_write, codes_read, *(f for w in others for f in w.fds())):
                     with contextlib.suppress(OSError):
                         os.close(fd)
