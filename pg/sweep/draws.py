@@ -17,18 +17,36 @@ fixed params) leaves its slice unused, so the draws after it do not shift either
 
 Only the random draws are aligned: TPE's own proposals after its startup trials depend on
 the finished trials it sees, and those differ when trials run side by side.
+
+Optuna has no public way to do this.  The two private pieces it takes (TPE's
+``_random_sampler``, and the search-space transform that says how many doubles a draw
+takes) are used here only; ``tests/test_sweep_draws.py`` compares the draws with Optuna's
+own samplers asked by one process, so an upgrade that changes either fails there.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from optuna.samplers import RandomSampler
+from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
     from optuna.study import Study
     from optuna.trial import FrozenTrial
+
+
+def aligned(
+    sampler: BaseSampler, seed: int, first: int, space: dict[str, BaseDistribution]
+) -> BaseSampler:
+    """``sampler`` (Optuna's random or TPE sampler) with its random draws read from the
+    stream seeded ``seed + first`` at trial ``n``'s place; ``first``: the number of the
+    invocation's first trial."""
+    draws = StreamRandomSampler(seed + first, first, doubles_per_trial(space))
+    if isinstance(sampler, TPESampler):
+        sampler._random_sampler = draws  # its startup trials' draws
+        return sampler
+    return draws
 
 
 def doubles_per_trial(space: dict[str, BaseDistribution]) -> int:

@@ -59,13 +59,9 @@ def make_sampler(
         options["seed"] = seed + seed_offset
     sampler: BaseSampler = _build("sampler", name, _sampler_classes(), options)
     if stream is not None and seed is not None and name in ("tpe", "random"):
-        from pg.sweep.draws import StreamRandomSampler, doubles_per_trial
+        from pg.sweep.draws import aligned
 
-        first, space = stream
-        draws = StreamRandomSampler(seed + first, first, doubles_per_trial(space))
-        if name == "random":
-            return draws
-        sampler._random_sampler = draws  # type: ignore[attr-defined]  # TPE's startup draws
+        return aligned(sampler, seed, *stream)
     return sampler
 
 
