@@ -51,6 +51,8 @@ class _Worker:
                 code = serve_forked(jobs_read, codes_write)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
+            except KeyboardInterrupt:  # before it serves: the sweep got the Ctrl-C too
+                code = EXIT_INTERRUPTED
             except BaseException:
                 traceback.print_exc()
             finally:
