@@ -144,11 +144,14 @@ def paired(
         )
         ca, cb = statistics.median(cpus[(name, "a")]), statistics.median(cpus[(name, "b")])
         cores = os.cpu_count() or 1
-        bound = f"; floor on {cores} cores {ca / cores / mb:.2f}x" if floor else ""
-        if floor:
-            # Even a free second worker doing b's very work needs b's CPU seconds, spread
-            # over the cores at best: a ratio below this cannot come from parallelism.
-            bound += f", {cb / cores / mb:.2f}x for b's own work and CPU"
+        # The second: even a free second worker doing b's very work needs b's CPU
+        # seconds, spread over the cores at best; no parallelism gets below it.
+        bound = (
+            f"; floor on {cores} cores {ca / cores / mb:.2f}x, "
+            f"{cb / cores / mb:.2f}x for b's own work and CPU"
+            if floor
+            else ""
+        )
         print(f"   CPU seconds (all processes) {ca:.1f} vs {cb:.1f}{bound}", flush=True)
         na, nb = statistics.median(steps[(name, "a")]), statistics.median(steps[(name, "b")])
         if na and nb and na != nb:  # sweeps that sampled different trials did different work

@@ -14,6 +14,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from pg.sweep.factories import make_sampler
 from pg.sweep.spec import SweepSpec
+from pg.sweep.worker import SEED_STRIDE
 from tests.conftest import Store
 from tests.test_sweep import ok, study, sweep
 
@@ -24,7 +25,7 @@ SPACE: dict[str, Any] = {  # the default sweep's space, in its order
     "algo.gamma": FloatDistribution(0.9, 0.999),
     "algo.batch_size": CategoricalDistribution([1, 2, 4, 8, 16]),
 }
-WORKER = 7919  # the seed offset of worker i is i * 7919 (local and Ray backends)
+WORKER = SEED_STRIDE  # worker i's seed offset is i * SEED_STRIDE (local and Ray backends)
 
 
 def one_process(sampler: optuna.samplers.BaseSampler, n: int) -> list[dict[str, Any]]:

@@ -249,6 +249,7 @@ def forget() -> None:
 
 
 def close_current() -> None:
-    """:meth:`RecordProcess.close` of this process's record process, if it has one."""
+    """:meth:`RecordProcess.close` of this process's record process, if it has one: what
+    the exit handler does, for a process that leaves with ``os._exit``."""
     if _process is not None:
         _process.close()

@@ -53,14 +53,6 @@ def forget_after_fork() -> None:
     process.forget()
 
 
-def close_records() -> None:
-    """Let this process's record process write everything, and wait for it (what the
-    exit handler does, for a process that leaves with ``os._exit``)."""
-    from pg.record import process
-
-    process.close_current()
-
-
 def open_remote_tracker() -> RemoteTracker | None:
     """The tracker this process already opened, if any (a sweep worker's)."""
     return next(iter(_trackers.values()), None)

@@ -149,7 +149,6 @@ class Sweep:
             from pg.sweep.space import override_line
 
             arguments = [*arguments, override_line("tracking.uri", tracker.location.uri)]
-        done = len(study.get_trials(deepcopy=False))
         job = Job(
             settings=spec.to_dict(),
             arguments=list(arguments),
@@ -158,8 +157,7 @@ class Sweep:
             storage_url=url,
             sweep_run_id=None,
             deadline=deadline,
-            seed_offset=done,
-            first_trial=done,
+            first_trial=len(study.get_trials(deepcopy=False)),
             command=command_line(),
         )
         return cls(the_plan, job, base, study, tracker, cluster)

@@ -163,7 +163,7 @@ class LocalWorkers:
     def _job_file(self, job: Job, index: int) -> Path:
         self._jobs += 1
         path = Path(self._folder.name) / f"job{self._jobs}.json"
-        Job(**{**job.__dict__, "seed_offset": job.seed_offset + 7919 * index}).save(path)
+        job.for_worker(index).save(path)
         return path
 
 

@@ -152,7 +152,7 @@ class RayCluster:
         task = ray.remote(work_on_ray)
         refs: dict[Any, int] = {}
         for i in range(spec.workers):
-            text, _ = without_passwords(json.dumps(asdict(worker_job(job, i))))
+            text, _ = without_passwords(json.dumps(asdict(job.for_worker(i))))
             name = f"pg-sweep-{spec.study_name}-worker-{i}"
             options = task.options(
                 name=name, num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0
@@ -185,11 +185,6 @@ class RayCluster:
 
 def _budget_left(study: optuna.Study, spec: SweepSpec) -> bool:
     return spec.n_trials is not None and len(study.get_trials(deepcopy=False)) < spec.n_trials
-
-
-def worker_job(job: Job, index: int) -> Job:
-    """Worker ``index``'s job: its own sampler seed, as local worker processes get."""
-    return Job(**{**asdict(job), "seed_offset": job.seed_offset + 7919 * index})
 
 
 class Mailbox:

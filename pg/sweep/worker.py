@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from pg.sweep.trial import TrialOutcome
 
 EXIT_OK, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 3, 130
+SEED_STRIDE = 7919  # worker i's sampler seed: the sweep's + first_trial + i * SEED_STRIDE
 
 
 @dataclass
@@ -40,8 +40,8 @@ class Job:
     storage_url: str
     sweep_run_id: str | None
     deadline: float | None  # time.time() after which no new trial starts
-    seed_offset: int = 0
     first_trial: int = 0  # the study's trial count when the sweep started (pg.sweep.draws)
+    worker: int = 0  # 0: the sweep's own process; 1..N-1: its worker processes or Ray tasks
     command: str | None = None  # the sweep's command line, recorded on the worker's runs
     stage: str = "search"  # search | validation (pg.sweep.validation)
 
@@ -51,6 +51,15 @@ class Job:
     @classmethod
     def load(cls, path: Path) -> Job:
         return cls(**json.loads(path.read_text()))
+
+    @property
+    def seed_offset(self) -> int:
+        """Added to the sampler's seed: a resumed sweep and each worker draw anew (TPE past
+        its startup trials; the random draws are one stream, :mod:`pg.sweep.draws`)."""
+        return self.first_trial + SEED_STRIDE * self.worker
+
+    def for_worker(self, index: int) -> Job:
+        return replace(self, worker=index)
 
 
 def load_study(job: Job, plan: Plan) -> optuna.Study:
@@ -196,11 +205,11 @@ def run_job(job: Job) -> int:
     return work(job, plan(build_spec(job.settings), job.arguments))
 
 
-def serve(status_fd: int, jobs: IO[str] | None = None) -> int:
-    """Jobs (paths of their JSON files) from ``jobs`` (stdin), one per line, until it
-    ends; each job's exit code on ``status_fd`` once its records are written."""
+def serve(status_fd: int, jobs: IO[str]) -> int:
+    """Jobs (paths of their JSON files) from ``jobs``, one per line, until it ends; each
+    job's exit code on ``status_fd`` once its records are written."""
     with os.fdopen(status_fd, "w") as status:
-        for line in jobs if jobs is not None else sys.stdin:
+        for line in jobs:
             try:
                 code = run_job(Job.load(Path(line.strip())))
             except KeyboardInterrupt:
@@ -218,7 +227,8 @@ def serve_forked(jobs_fd: int, status_fd: int) -> int:
     """:func:`serve` in a process forked from the sweep's (pg.sweep.local_backend): the
     sweep's record process is not this process's to use; its own is closed at the end,
     as a started worker's exit handlers would."""
-    from pg.record.remote import close_records, forget_after_fork
+    from pg.record.process import close_current
+    from pg.record.remote import forget_after_fork
 
     forget_after_fork()
     _die_with_parent()
@@ -228,7 +238,7 @@ def serve_forked(jobs_fd: int, status_fd: int) -> int:
     except KeyboardInterrupt:  # while it waited for a job
         return EXIT_INTERRUPTED
     finally:
-        close_records()
+        close_current()
 
 
 def records_written() -> None:
