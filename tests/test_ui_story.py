@@ -115,9 +115,24 @@ def test_analysis_counts_pruned_runs_as_stopped(pruned_sweep: Store) -> None:
     assert trials[trials["trial_state"] == "COMPLETE"]["completed"].all()
 
 
-def test_trials_record_no_system_metrics(pruned_sweep: Store) -> None:
-    for run in pruned_sweep.runs():
+@pytest.mark.parametrize("sweep", ["pruned_sweep", "worker_sweep"])
+def test_trials_record_no_system_metrics(sweep: str, request: pytest.FixtureRequest) -> None:
+    """Also in a worker process, which rebuilds the sweep's plan from its job."""
+    store: Store = request.getfixturevalue(sweep)
+    for run in store.runs():
         assert not [k for k in run.data.metrics if k.startswith("system/")], run.info.run_name
+
+
+def test_worker_trials_record_no_clip_of_their_own(worker_sweep: Store) -> None:
+    """Only the best trial gets a clip, made by the sweep at its end: a worker's trials
+    are as quiet as the sweep process's (they once each recorded one)."""
+    client = worker_sweep.client()
+    with_media = [
+        run.info.run_name
+        for run in worker_sweep.runs()
+        if client.list_artifacts(run.info.run_id, "media")
+    ]
+    assert len(with_media) == 1, with_media
 
 
 def test_experiment_opens_in_the_training_view(pruned_sweep: Store) -> None:

@@ -1,5 +1,6 @@
 """The connection to the record process (:mod:`pg.record.service`): started on first use,
-one per training process, fed over a socket.
+fed over a socket; a process forked from one that records (a sweep's local worker) gets a
+connection of its own to the same record process (:meth:`RecordProcess.share`).
 
 Calls are sent in order; :meth:`RecordProcess.cast` does not wait, :meth:`RecordProcess.call`
 waits for its answer (handled after everything sent before it).  A thread ships the
@@ -46,25 +47,30 @@ def raise_payload(payload: tuple[Any, str]) -> BaseException:
 
 
 class RecordProcess:
-    """One record process per training process, started on first use."""
+    """This process's connection to a record process: one it started (the first use), or
+    one it was handed (``shared``: the fd of a connection :meth:`share` made in the
+    process it was forked from)."""
 
     flush_interval = 1.0  # seconds between shipments of rows (a SIGKILL loses at most this)
 
-    def __init__(self, store_hint: str = "") -> None:
-        ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        # The same pg as this process, wherever it was imported from.
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pg.record.service", str(theirs.fileno()), store_hint],
-            pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL,
-            env=env,
-            process_group=0,  # a Ctrl-C at the terminal is the training process's to handle
-        )
-        theirs.close()
-        self.conn = Connection(ours.detach())
+    def __init__(self, store_hint: str = "", shared: int | None = None) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        if shared is None:
+            ours, theirs = socket.socketpair()
+            env = dict(os.environ)
+            # The same pg as this process, wherever it was imported from.
+            root = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pg.record.service", str(theirs.fileno()), store_hint],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=env,
+                process_group=0,  # a Ctrl-C at the terminal is the training process's
+            )
+            theirs.close()
+            shared = ours.detach()
+        self.conn = Connection(shared)
         self.lock = threading.Lock()
         self.handles = itertools.count(1)
         self.seq = itertools.count(1)
@@ -73,6 +79,8 @@ class RecordProcess:
         self.runs: dict[int, RemoteRun] = {}
         self.gone: str | None = None
         self.used = False  # told of a store (until then it only imports MLflow)
+        if self.process is None:  # the record process of the process this was forked from
+            self.used = True
         self.wake = threading.Event()
         self.closing = False
         self.shipper = threading.Thread(target=self._ship_loop, name="pg-record", daemon=True)
@@ -148,10 +156,13 @@ class RecordProcess:
                     message: tuple[Any, ...] = self.conn.recv()
                     break
             except (OSError, EOFError):
-                pass
+                if self.process is None:  # shared: its end closed
+                    self.gone = "the record process is gone; nothing more can be recorded"
+                    raise RecordProcessError(self.gone) from None
             else:
-                if self.process.poll() is None:
+                if self.process is None or self.process.poll() is None:
                     continue
+            assert self.process is not None
             self.gone = f"the record process died (exit status {self.process.poll()})"
             raise RecordProcessError(self.gone)
         if message[0] == "reply":
@@ -202,13 +213,33 @@ class RecordProcess:
                     except RecordProcessError:
                         return
 
+    def share(self) -> int:
+        """A new connection to this record process for a process about to be forked from
+        this one: the fd of its end (the child's :func:`adopt`; the parent closes it once
+        it has forked).  The other end goes to the record process over this connection,
+        right behind a message that says so."""
+        ours, theirs = socket.socketpair()
+        try:
+            with self.lock:
+                self._send(("adopt",))
+                with socket.socket(fileno=os.dup(self.conn.fileno())) as sock:
+                    socket.send_fds(sock, [b"\0"], [theirs.fileno()])
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return ours.detach()
+
     def close(self) -> None:
-        """At exit: let the record process finish what it was sent, then wait for it."""
+        """At exit: let the record process finish what it was sent, then wait for it (a
+        shared one: for it to have written this process's runs and closed its end)."""
         if self.closing:
             return
         self.closing = True
         self.wake.set()
-        if not self.used:  # started ahead of a store that never came: nothing to write
+        if not self.used and self.process is not None:
+            # Started ahead of a store that never came: nothing to write.
             self.process.terminate()
             self.process.wait()
             return
@@ -216,7 +247,12 @@ class RecordProcess:
             for run in list(self.runs.values()):
                 self.ship(run)
             self.send(("stop",))
-            self.process.wait()
+            if self.process is not None:
+                self.process.wait()
+            else:
+                with self.lock, contextlib.suppress(OSError, EOFError):
+                    while True:  # until it closes this end: everything is written
+                        self.conn.recv()
         except RecordProcessError:
             pass
         except KeyboardInterrupt:  # a second Ctrl-C: it goes on writing on its own
@@ -235,6 +271,21 @@ def record_process(store_hint: str = "") -> RecordProcess:
     if _process is None or _process.gone is not None:
         _process = RecordProcess(store_hint)
     return _process
+
+
+def shareable() -> RecordProcess | None:
+    """This process's record process if a forked child may share it (it is running and
+    has a store open: the child records to the same one)."""
+    if _process is not None and _process.gone is None and _process.used:
+        return _process
+    return None
+
+
+def adopt(fd: int) -> None:
+    """In a forked child: record through the connection ``fd`` (:meth:`RecordProcess.share`
+    in the parent) instead of starting a record process of its own."""
+    global _process
+    _process = RecordProcess(shared=fd)
 
 
 def forget() -> None:

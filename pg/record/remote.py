@@ -43,14 +43,17 @@ def remote_tracker(cfg: TrackingConfig) -> RemoteTracker:
     return _trackers[key]
 
 
-def forget_after_fork() -> None:
-    """In a process just forked from one that records: the record process and trackers
-    are the parent's (its socket shared, its shipping thread not copied); this process
-    starts its own on first use."""
+def forget_after_fork(shared: int | None = None) -> None:
+    """In a process just forked from one that records: the trackers and the connection
+    to the record process are the parent's (its socket, its shipping thread not copied).
+    This process records through ``shared``, a connection of its own to the same record
+    process (:meth:`pg.record.process.RecordProcess.share`), or starts one on first use."""
     from pg.record import process
 
     _trackers.clear()
     process.forget()
+    if shared is not None:
+        process.adopt(shared)
 
 
 def open_remote_tracker() -> RemoteTracker | None:
@@ -124,8 +127,9 @@ class RemoteTracker:
         self._call("sync")
 
     def warm(self, steps: str) -> None:
-        """Have the record process import, when idle, what a later :meth:`RemoteRun.log_derived`
-        needs: ``steps`` names a function of pg returning callables (pg.record.derived)."""
+        """Have the record process import, when idle, what a later
+        :meth:`RemoteRun.log_derived` needs: ``steps`` names a function of pg returning
+        callables (pg.record.derived)."""
         self._cast("warm", steps)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:

@@ -13,10 +13,14 @@ other message waits (within a second of arriving while the store answers).  A ca
 sender did not wait for and that failed is reported back as a *notice*; the training
 process raises it at its next metric (the run then ends FAILED, as before).
 
-Durability: when the training process dies, even by SIGKILL, the socket closes; this
-process handles what it had received, writes every pending row and exits, so a killed run
+One record process serves a sweep and its forked workers, a connection each
+(:mod:`pg.record.clients`); each connection's messages keep their order.
+
+Durability: when a training process dies, even by SIGKILL, its socket closes; this
+process handles what it had received from it and writes its pending rows, so a killed run
 keeps its metrics up to the last shipment (at most ``flush_interval`` before the kill).
-It ignores Ctrl-C: the training process decides how a run ends.
+It exits once every connection has closed.  It ignores Ctrl-C: the training process
+decides how a run ends.
 """
 
 from __future__ import annotations
@@ -24,17 +28,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from pg.record import names
+from pg.record.clients import Clients, Handle, error_payload
 from pg.record.derived import resolve, warm_models, warm_plots
+from pg.record.models import skip_dependency_scan
 from pg.record.store import redact
 from pg.record.writer import MAX_METRICS_PER_BATCH, MAX_TAG_VALUE, clip, local_fault
 
@@ -56,51 +60,56 @@ TRACKER_METHODS = frozenset((
 ))  # fmt: skip
 
 
-def error_payload(exc: BaseException) -> tuple[Any, str]:
-    """``exc`` as the other side can raise it (pickled if that round-trips), with its
-    traceback text."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    try:
-        data = pickle.dumps(exc)
-        pickle.loads(data)
-        return data, text
-    except Exception:
-        return (type(exc).__name__, str(exc)), text
-
-
 class Service:
     def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+        self.clients = Clients(conn)  # the training processes served
         self.configs: dict[tuple[str | None, str], TrackingConfig] = {}
         self.trackers: dict[tuple[str | None, str], Tracker] = {}
-        self.runs: dict[int, TrackedRun] = {}
-        self.ids: dict[int, str] = {}  # every run's id, also once it has ended
-        self.failed: dict[int, BaseException] = {}  # the first failed call of each run
-        self.retry_at: dict[int, float] = {}  # a run's rows failed: not again before this
-        self.backoff: dict[int, float] = {}
+        self.runs: dict[Handle, TrackedRun] = {}
+        self.ids: dict[Handle, str] = {}  # every run's id, also once it has ended
+        self.failed: dict[Handle, BaseException] = {}  # the first failed call of each run
+        self.retry_at: dict[Handle, float] = {}  # a run's rows failed: not again before this
+        self.backoff: dict[Handle, float] = {}
         self.warmups: list[Callable[[], object]] = []
 
     # -- the loop --------------------------------------------------------------------
     def serve(self) -> None:
-        while True:
-            try:
-                ready = self.conn.poll(self._timeout())
-            except (OSError, EOFError):
-                ready = True
+        while self.clients:
+            ready = self.clients.ready(self._timeout())
+            for client in ready:  # one message of each: no connection waits on another's
+                self.receive(client)
             if ready:
-                try:
-                    message = self.conn.recv()
-                except (OSError, EOFError):  # the training process is gone
-                    self.drain()
-                    return
-                if message[0] == "stop":
-                    self.drain()
-                    return
-                self.handle(message)
-            elif self.warmups:  # ahead of rows (each < 1 s; a row may wait 2 s)
+                continue
+            # Warm-ups only when no message waits, and never in a thread: a module that a
+            # thread is importing can be seen half-initialised by a call importing it too.
+            if self.warmups:  # ahead of rows (each < 1 s; a row may wait 2 s)
                 self.warmups.pop(0)()
             else:
                 self.write_rows()
+        self.drain()
+
+    def receive(self, client: int) -> None:
+        """Handle the next message of ``client``; its end when it stops or is gone."""
+        message = self.clients.receive(client)
+        if message is None or message[0] == "stop":
+            self.leave(client, wait=message is not None)
+        elif message[0] != "adopt":  # (a new client: Clients took it)
+            self.handle(message)
+
+    def leave(self, client: int, wait: bool) -> None:
+        """``client`` is done: ``wait`` (it said stop and waits for its socket to close)
+        writes its pending rows first; a process that is gone has them written as the
+        others' are.  Its runs that did not end are not its any more."""
+        if wait:
+            self.drain(client)
+        self.clients.drop(client)
+        for handle in [h for h in self.runs if h[0] == client]:
+            if not self.runs[handle].rows.pending:
+                self._forget(handle)
+
+    def _forget(self, handle: Handle) -> None:
+        for held in (self.runs, self.failed, self.retry_at, self.backoff):
+            held.pop(handle, None)  # type: ignore[attr-defined]
 
     def _timeout(self) -> float | None:
         now = time.monotonic()
@@ -110,9 +119,10 @@ class Service:
         return 0.0 if self.warmups else None
 
     def handle(self, message: tuple[Any, ...]) -> None:
+        """One message of the current client (its handles made this process's)."""
         kind = message[0]
         if kind == "rows":
-            run = self.runs.get(message[1])
+            run = self.runs.get((self.clients.current, message[1]))
             if run is not None:
                 run.rows.extend(message[2])
         elif kind == "open":  # connect now, while the training process imports torch
@@ -120,17 +130,23 @@ class Service:
             with contextlib.suppress(Exception):  # raised again where the store is used
                 self.tracker(message[1])
         elif kind == "start":
-            self.start(*message[1:])
+            self.start((self.clients.current, message[1]), *message[2:])
         elif kind == "call":
-            self.call(*message[1:])
+            seq, (target, ident), method, args, kwargs = message[1:]
+            if target != "tracker":
+                ident = (self.clients.current, ident)
+            elif method == "reopen":
+                args = (args[0], (self.clients.current, args[1]))
+            self.call(seq, (target, ident), method, args, kwargs)
 
     def reply(self, seq: int, ok: bool, value: Any) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send(("reply", seq, ok, value))
+        self.clients.send(("reply", seq, ok, value))
 
-    def notice(self, handle: int | None, exc: BaseException) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send(("notice", handle, error_payload(exc)))
+    def notice(self, handle: Handle | None, exc: BaseException) -> None:
+        if handle is None:
+            self.clients.send(("notice", None, error_payload(exc)))
+        else:
+            self.clients.send(("notice", handle[1], error_payload(exc)), handle[0])
 
     # -- objects ---------------------------------------------------------------------
     def tracker(self, key: tuple[str | None, str]) -> Tracker:
@@ -145,7 +161,7 @@ class Service:
 
     def start(
         self,
-        handle: int,
+        handle: Handle,
         key: tuple[str | None, str],
         name: str | None,
         tags: dict[str, str],
@@ -163,8 +179,7 @@ class Service:
             return
         self.runs[handle] = run
         self.ids[handle] = run.run_id
-        with contextlib.suppress(OSError):  # its id, for whoever waits to announce it
-            self.conn.send(("started", handle, run.run_id))
+        self.clients.send(("started", handle[1], run.run_id))  # for whoever waits to announce it
 
     def call(
         self,
@@ -202,14 +217,14 @@ class Service:
         if seq is not None:
             self.reply(seq, True, value)
 
-    def run_call(self, handle: int, method: str, args: Any, kwargs: dict[str, Any]) -> Any:
+    def run_call(self, handle: Handle, method: str, args: Any, kwargs: dict[str, Any]) -> Any:
         if method == "run_id" and handle in self.ids:
             return self.ids[handle]
         if method == "flush" and handle in self.failed:
             raise self.failed[handle]
         run = self.runs.get(handle)
         if run is None:
-            raise self.failed.get(handle) or RuntimeError(f"no run {handle} in this record")
+            raise self.failed.get(handle) or RuntimeError(f"no run {handle[1]} in this record")
         if method == "log_derived":  # pg.record.derived: a function of pg, with the run
             return resolve(args[0])(run, *args[1:])
         return getattr(run, method)(*args, **kwargs)
@@ -224,19 +239,19 @@ class Service:
         value = getattr(tracker, method)
         return value(*args, **kwargs) if callable(value) else value
 
-    def reopen(self, key: Any, run_id: str, handle: int) -> bool:
+    def reopen(self, key: Any, run_id: str, handle: Handle) -> bool:
         run = self.tracker(key).reopen(run_id, background=False)
         if run is not None:
             self.runs[handle] = run
             self.ids[handle] = run_id
         return run is not None
 
-    def check(self, handle: int) -> Any:
+    def check(self, handle: Handle) -> Any:
         """The first failed call of a run so far (None: all went through)."""
         error = self.failed.get(handle)
         return None if error is None else error_payload(error)
 
-    def end(self, handle: int, status: str) -> Any:
+    def end(self, handle: Handle, status: str) -> Any:
         """End the run; a call of it that failed makes a FINISHED run FAILED.
 
         Returns that failure (the training process may not have seen it yet); raises when
@@ -246,7 +261,7 @@ class Service:
         self.retry_at.pop(handle, None)
         self.backoff.pop(handle, None)
         if run is None:
-            raise error or RuntimeError(f"no run {handle} in this record")
+            raise error or RuntimeError(f"no run {handle[1]} in this record")
         if error is not None and status == "FINISHED":
             # Not seen by the training process before it ended the run: recorded here as
             # it would have recorded it (pg.error and the traceback).
@@ -272,37 +287,28 @@ class Service:
             if run.write_pending(MAX_METRICS_PER_BATCH):
                 self.retry_at.pop(handle, None)
                 self.backoff.pop(handle, None)
+                if handle[0] not in self.clients and not run.rows.pending:
+                    self._forget(handle)  # its process is gone: nothing will come
             else:
                 delay = min(max(self.backoff.get(handle, 0.25) * 2, 0.5), 10.0)
                 self.backoff[handle] = delay
                 self.retry_at[handle] = now + delay
         return bool(due)
 
-    def drain(self) -> None:
-        """Write every pending row (retrying while the store is down), then return."""
+    def drain(self, client: int | None = None) -> None:
+        """Write every pending row (of ``client``'s runs; of all runs by default),
+        retrying while the store is down, then return."""
+        runs = [r for h, r in self.runs.items() if client is None or h[0] == client]
         deadline = time.monotonic() + DRAIN_LIMIT
         delay = 0.5
-        while any(r.rows.pending for r in self.runs.values()):
-            failures = [r.last_error for r in self.runs.values() if not r.write_pending()]
+        while any(r.rows.pending for r in runs):
+            failures = [r.last_error for r in runs if not r.write_pending()]
             if not failures or time.monotonic() > deadline:
                 return
             if any(e is not None and local_fault(e) for e in failures):
                 return  # a full or read-only local disk: waiting does not cure it
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
-
-
-def _skip_dependency_scan() -> None:
-    """Spare the first model save its map of every installed distribution (~0.5 s).
-
-    MLflow checks a model's pinned requirements against the installed packages with it;
-    pg pins the installed versions themselves (``models._requirements``), so the check
-    has nothing to find, and the map only serves requirement inference, which this
-    process never does.  (If MLflow drops the attribute, this does nothing.)"""
-    import mlflow.utils.requirements_utils as requirements
-
-    if getattr(requirements, "_MODULES_TO_PACKAGES", {}) is None:
-        setattr(requirements, "_MODULES_TO_PACKAGES", {})  # noqa: B010 - typed None
 
 
 def main(argv: list[str]) -> None:
@@ -334,7 +340,7 @@ def main(argv: list[str]) -> None:
 
     if len(argv) > 1 and argv[1] == "sql":
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-    _skip_dependency_scan()
+    skip_dependency_scan()
     resume_collection()
     profile = os.environ.get("PG_RECORD_PROFILE")  # a file for cProfile's numbers
     if profile:

@@ -36,7 +36,7 @@ def check_definition(
     if the_plan.mode == "grid":  # every combination once: the grid is the budget
         spec = replace(spec, n_trials=the_plan.n_combinations, mode="grid")
         the_plan.spec = spec
-    the_plan.base_overrides[:0] = QUIET
+    the_plan.base_overrides[:0] = QUIET  # as Job.plan() does for the workers
     make_sampler(spec, grid=the_plan.grid)
     make_pruner(spec)
     base = compose_trial(config_name, the_plan.base_overrides).config

@@ -289,7 +289,6 @@ def work_on_ray(job_json: str, index: int, mailbox: Any) -> int:
     import ray
 
     from pg.sweep.compose import ensure_hydra
-    from pg.sweep.spec import build_spec, plan
     from pg.sweep.study import owner_id
     from pg.sweep.worker import records_written, work
 
@@ -308,11 +307,7 @@ def work_on_ray(job_json: str, index: int, mailbox: Any) -> int:
     import sqlalchemy  # noqa: F401
 
     try:
-        return work(
-            job,
-            plan(build_spec(job.settings), job.arguments),
-            report=lambda line: mailbox.put.remote(line),
-        )
+        return work(job, job.plan(), report=lambda line: mailbox.put.remote(line))
     finally:
         # A Ray worker process outlives its task and is stopped with the instance, before
         # any exit handler could wait for its record process: the last trial's ends and

@@ -61,6 +61,16 @@ class Job:
     def for_worker(self, index: int) -> Job:
         return replace(self, worker=index)
 
+    def plan(self) -> Plan:
+        """The sweep's plan as its own process made it (:func:`pg.sweep.checks.check_definition`),
+        trials quiet included: no progress, clip or system metrics per trial, in a worker
+        process or a Ray task as in the sweep's process."""
+        from pg.sweep.spec import QUIET, build_spec, plan
+
+        the_plan = plan(build_spec(self.settings), self.arguments)
+        the_plan.base_overrides[:0] = QUIET
+        return the_plan
+
 
 def load_study(job: Job, plan: Plan) -> optuna.Study:
     import optuna
@@ -195,14 +205,13 @@ def _fmt(value: Any) -> str:
 
 def run_job(job: Job) -> int:
     from pg.sweep.compose import ensure_hydra
-    from pg.sweep.spec import build_spec, plan
 
     if job.command:
         from pg.record.provenance import set_command
 
         set_command(job.command)
     ensure_hydra(job.conf_dir)
-    return work(job, plan(build_spec(job.settings), job.arguments))
+    return work(job, job.plan())
 
 
 def serve(status_fd: int, jobs: IO[str]) -> int:
@@ -223,14 +232,16 @@ def serve(status_fd: int, jobs: IO[str]) -> int:
     return EXIT_OK
 
 
-def serve_forked(jobs_fd: int, status_fd: int) -> int:
-    """:func:`serve` in a process forked from the sweep's (pg.sweep.local_backend): the
-    sweep's record process is not this process's to use; its own is closed at the end,
-    as a started worker's exit handlers would."""
+def serve_forked(jobs_fd: int, status_fd: int, record_fd: int | None = None) -> int:
+    """:func:`serve` in a process forked from the sweep's (pg.sweep.local_backend).
+
+    It records through ``record_fd``, its own connection to the sweep's record process
+    (None: through a record process it starts); that connection is closed at the end, as
+    a started worker's exit handlers would."""
     from pg.record.process import close_current
     from pg.record.remote import forget_after_fork
 
-    forget_after_fork()
+    forget_after_fork(record_fd)
     _die_with_parent()
     try:
         with os.fdopen(jobs_fd) as jobs:
