@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -151,6 +152,15 @@ def start_sweep(store: Store, args: list[str], *, capture: bool = False) -> subp
         text=True,
         start_new_session=True,
     )
+
+
+def follow(proc: subprocess.Popen[str]) -> tuple[list[str], threading.Thread]:
+    """The lines of a :func:`start_sweep` with ``capture``, read as they come by a thread
+    (its pipe never fills): the list so far, and the thread to join once it has ended."""
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    return output, reader
 
 
 def kill_group(proc: subprocess.Popen[str]) -> None:

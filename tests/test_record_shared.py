@@ -13,13 +13,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from typing import Any
 
 import psutil
 
-from tests.conftest import FAST, NO_VALIDATION, Store, kill_group, start_sweep
+from tests.conftest import FAST, NO_VALIDATION, Store, follow, kill_group, start_sweep
 from tests.test_sweep import runs_of, study
 
 # The parent records, forks a child that records through a shared connection, and keeps
@@ -119,9 +118,7 @@ def test_a_sweeps_workers_share_its_record_process(store: Store) -> None:
         "hydra.sweeper.pruner.name=none",
     ]
     proc = start_sweep(store, args, capture=True)
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
-    reader.start()
+    output, reader = follow(proc)
     services: dict[int, int] = {}  # record processes seen: pid -> parent pid
     workers: set[int] = set()
     try:

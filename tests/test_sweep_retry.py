@@ -9,12 +9,11 @@ reason and runs a retry, so the study ends with ``n_trials`` trials that ran to 
 from __future__ import annotations
 
 import signal
-import threading
 from typing import Any
 
 import pandas as pd
 
-from tests.conftest import FAST, Store, kill_group, sigkill_a_worker, start_sweep
+from tests.conftest import FAST, Store, follow, kill_group, sigkill_a_worker, start_sweep
 from tests.test_sweep import assert_agree, runs_of, study
 
 
@@ -29,9 +28,7 @@ def test_a_killed_workers_trial_runs_again_with_its_params(store: Store) -> None
         "hydra.sweeper.pruner.name=none",
     ]
     proc = start_sweep(store, args, capture=True)
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
-    reader.start()
+    output, reader = follow(proc)
     db = store.home / "mlruns" / "optuna.db"
 
     def study_trials() -> list[Any]:

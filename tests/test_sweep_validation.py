@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from pg.stats import t_interval
 from pg.sweep.spec import SweepError, build_spec
 from pg.sweep.validation import validation_seeds
 from pg.sweep.validation_table import top_configurations, validation_table, winner
-from tests.conftest import Store, kill_group, run_module, sigkill_a_worker, start_sweep
+from tests.conftest import Store, follow, kill_group, run_module, sigkill_a_worker, start_sweep
 from tests.test_bad_input import assert_refused
 from tests.test_sweep import TINY, ok, runs_of, study
 
@@ -316,9 +315,7 @@ def test_a_validation_pair_whose_worker_dies_runs_again_in_the_same_command(
         ],
         capture=True,
     )
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(sweep.stdout or []), daemon=True)
-    reader.start()
+    output, reader = follow(sweep)
     db = f"sqlite:///{store.home}/mlruns/optuna.db"
     try:
         # The kept worker process, mid-pair.

@@ -78,9 +78,8 @@ class RecordProcess:
         self.answers: dict[int, tuple[bool, Any]] = {}
         self.runs: dict[int, RemoteRun] = {}
         self.gone: str | None = None
-        self.used = False  # told of a store (until then it only imports MLflow)
-        if self.process is None:  # the record process of the process this was forked from
-            self.used = True
+        # Told of a store (until then it only imports MLflow); a shared one: by its owner.
+        self.used = self.process is None
         self.wake = threading.Event()
         self.closing = False
         self.shipper = threading.Thread(target=self._ship_loop, name="pg-record", daemon=True)

@@ -107,9 +107,11 @@ class Service:
             if not self.runs[handle].rows.pending:
                 self._forget(handle)
 
-    def _forget(self, handle: Handle) -> None:
-        for held in (self.runs, self.failed, self.retry_at, self.backoff):
-            held.pop(handle, None)  # type: ignore[attr-defined]
+    def _forget(self, handle: Handle) -> tuple[TrackedRun | None, BaseException | None]:
+        """Drop a run (ended, or its process gone); the run and its failure, if held."""
+        self.retry_at.pop(handle, None)
+        self.backoff.pop(handle, None)
+        return self.runs.pop(handle, None), self.failed.pop(handle, None)
 
     def _timeout(self) -> float | None:
         now = time.monotonic()
@@ -256,10 +258,7 @@ class Service:
 
         Returns that failure (the training process may not have seen it yet); raises when
         the run's metrics could not be written (it is then FAILED too)."""
-        run = self.runs.pop(handle, None)
-        error = self.failed.pop(handle, None)
-        self.retry_at.pop(handle, None)
-        self.backoff.pop(handle, None)
+        run, error = self._forget(handle)
         if run is None:
             raise error or RuntimeError(f"no run {handle[1]} in this record")
         if error is not None and status == "FINISHED":

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pg.core.config import ConfigError
 from pg.sweep.mode import resolve
-from pg.sweep.spec import QUIET, Plan, SweepError, build_spec, plan
+from pg.sweep.spec import Plan, SweepError, build_spec, plan
 
 if TYPE_CHECKING:
     from pg.core.config import Config
@@ -36,7 +36,6 @@ def check_definition(
     if the_plan.mode == "grid":  # every combination once: the grid is the budget
         spec = replace(spec, n_trials=the_plan.n_combinations, mode="grid")
         the_plan.spec = spec
-    the_plan.base_overrides[:0] = QUIET  # as Job.plan() does for the workers
     make_sampler(spec, grid=the_plan.grid)
     make_pruner(spec)
     base = compose_trial(config_name, the_plan.base_overrides).config

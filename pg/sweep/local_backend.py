@@ -8,9 +8,9 @@ through a connection of its own to the sweep's record process
 opened once per sweep rather than once more per worker (~4 CPU seconds each here), and
 ends with ``os._exit`` so none of the sweep's exit handlers or frames run in it.  The
 processes are kept for the sweep's later stages (its validation, retries queued after
-every worker had ended).  A process is handed one job at a time on
-a pipe and answers with the job's exit code on another, so its console lines still go
-straight to the sweep's terminal.
+every worker had ended).  A process is handed one job at a time on a pipe and answers
+with the job's exit code on another, so its console lines still go straight to the
+sweep's terminal.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class Plan:
 
     spec: SweepSpec
     space: dict[str, BaseDistribution]
-    base_overrides: list[str]  # sweep-file fixed values, then the command line's own
+    base_overrides: list[str]  # QUIET, sweep-file fixed values, then the command line's
     mode: str = "search"  # grid | search
     seeds: list[int] | None = None  # a search's seed=a,b,...: every trial runs all of them
 
@@ -263,7 +263,8 @@ def plan(spec: SweepSpec, arguments: list[str]) -> Plan:
         )
     if spec.objective:
         base.insert(0, f"train.objective={spec.objective}")
-    return Plan(spec, space, base, "grid" if grid else "search", seeds)
+    # Quiet in every process that trains the sweep's trials (its own, a worker, a Ray task).
+    return Plan(spec, space, [*QUIET, *base], "grid" if grid else "search", seeds)
 
 
 def _seed_values(override: Any) -> list[int]:

@@ -62,14 +62,10 @@ class Job:
         return replace(self, worker=index)
 
     def plan(self) -> Plan:
-        """The sweep's plan as its own process made it (:func:`pg.sweep.checks.check_definition`),
-        trials quiet included: no progress, clip or system metrics per trial, in a worker
-        process or a Ray task as in the sweep's process."""
-        from pg.sweep.spec import QUIET, build_spec, plan
+        """The sweep's plan, as :func:`pg.sweep.checks.check_definition` made it."""
+        from pg.sweep.spec import build_spec, plan
 
-        the_plan = plan(build_spec(self.settings), self.arguments)
-        the_plan.base_overrides[:0] = QUIET
-        return the_plan
+        return plan(build_spec(self.settings), self.arguments)
 
 
 def load_study(job: Job, plan: Plan) -> optuna.Study:
