@@ -2,6 +2,7 @@
 # One entry point that sets everything up, then does the job:
 #   ./dev.sh train [hydra overrides...]  default CartPole training, tracked in mlruns/
 #   ./dev.sh test  [pytest args...]      lint, format check, type check and the test suite
+#                                        (PG_TEST_WORKERS pytest workers, default 2)
 #   ./dev.sh setup                       only create/refresh .venv
 # The virtual environment is rebuilt only when pyproject.toml or requirements.lock change.
 set -euo pipefail
@@ -49,7 +50,10 @@ case "$cmd" in
     .venv/bin/ruff check .
     .venv/bin/ruff format --check .
     .venv/bin/mypy
-    exec .venv/bin/python -m pytest "$@"
+    # Two pytest workers, a test module each at a time: most tests wait on a command they
+    # started (a run, a sweep, a server), so two keep both cores busy (~1.4x faster than
+    # one). PG_TEST_WORKERS=0 runs them in this process, one after the other.
+    exec .venv/bin/python -m pytest -n "${PG_TEST_WORKERS:-2}" --dist loadfile "$@"
     ;;
   *)
     echo "usage: ./dev.sh {train|test|setup} [args...]" >&2
