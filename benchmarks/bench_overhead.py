@@ -1,6 +1,7 @@
 """What tracking costs, every figure of "Tracking off the hot path" in one run.
 
-1. A fixed 1 M-step run, tracked vs untracked (in this process, after a warm-up).
+1. A fixed 1 M-step run, tracked vs untracked (in this process, after a warm-up; pairs of
+   runs back to back, the best of each side and the median of the pairs' ratios).
 2. Whole ``python -m pg.run`` (default, solving) tracked vs ``tracking.enabled=false``.
 3. The default sweep (20 trials, 1 worker) tracked vs untracked, whole process; 3'. the
    same without its validation stage (the sweep the issue measured, before it had one).
@@ -13,8 +14,8 @@ empty store whose tables exist (making them is a one-time cost of a new store).
 ``--before DIR`` also measures the whole-process figures (2, 3) with the pg checkout in
 DIR, interleaved with this one: a before/now comparison under the same load.
 
-Usage: .venv/bin/python benchmarks/bench_overhead.py [--repeats 3] [--sampler-seeds 0,1,2]
-       [--skip-sweeps] [--before /path/to/older/checkout]
+Usage: .venv/bin/python benchmarks/bench_overhead.py [--repeats 3] [--pairs 4]
+       [--sampler-seeds 0,1,2] [--skip-sweeps] [--before /path/to/older/checkout]
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def paired(
             )
 
 
-def in_process(steps: int) -> None:
+def in_process(steps: int, pairs: int) -> None:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -185,7 +186,7 @@ def in_process(steps: int) -> None:
         tracked = fixed_budget(steps, 0, True, home)
         execute(fixed_budget(2_000, 0, True, home), Snapshot.from_config(tracked))  # warm-up
         plain, with_tracking, inside, loop, raw = [], [], [], [], []
-        for _ in range(2):
+        for _ in range(pairs):
             raw.append(raw_env_sps(untracked, steps // 4))
             t0 = time.perf_counter()
             result = train(untracked)
@@ -196,10 +197,14 @@ def in_process(steps: int) -> None:
             with_tracking.append(time.perf_counter() - t0)
             inside.append(outcome.result.seconds)
         p, w, i = min(plain), min(with_tracking), min(inside)
+        # Each pair ran back to back, so its ratio saw one load; the median of them is the
+        # figure least moved by a noisy neighbour.
+        ratio = statistics.median(b / a for a, b in zip(plain, with_tracking, strict=True))
         print(
             f"1. {steps:,} steps untracked {p:.2f} s, tracked {w:.2f} s (loop {i:.2f} s): "
-            f"+{100 * (w / p - 1):.1f} % wall, +{100 * (i / p - 1):.1f} % inside the loop "
-            f"(best of 2; target <= 5 % wall); {load()}",
+            f"{100 * (w / p - 1):+.1f} % wall, {100 * (i / p - 1):+.1f} % inside the loop "
+            f"(best of {pairs}); median of the {pairs} pairs {100 * (ratio - 1):+.1f} % "
+            f"(target <= 5 % wall); {load()}",
             flush=True,
         )
         raw.append(raw_env_sps(untracked, steps // 4))
@@ -211,7 +216,8 @@ def in_process(steps: int) -> None:
         print(
             f"5. loop {max(loop):,.0f} steps/s vs raw vector env {max(raw):,.0f} at 32 envs = "
             f"{max(loop) / max(raw):.2f} (target >= 0.50); collection alone "
-            f"{collect / max(raw):.2f} (best of 2 loops, 4 raw measurements); {load()}",
+            f"{collect / max(raw):.2f} (best of {pairs} loops, {pairs + 2} raw measurements); "
+            f"{load()}",
             flush=True,
         )
         print(
@@ -230,6 +236,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--pairs", type=int, default=4, help="untracked/tracked runs for 1.")
     parser.add_argument("--sampler-seeds", default="0,1,2")
     parser.add_argument("--skip-sweeps", action="store_true")
     parser.add_argument("--skip-in-process", action="store_true")
@@ -240,7 +247,7 @@ def main() -> None:
         trees = {"before": args.before.resolve(), "now": ROOT}
     print(f"pg at {ROOT}; {load()}", flush=True)
     if not args.skip_in_process:
-        in_process(args.steps)
+        in_process(args.steps, args.pairs)
     paired(
         "2. whole pg.run tracked vs untracked",
         [],
