@@ -13,6 +13,7 @@ process-global tracking URI and active experiment, which a sweep worker does not
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from collections.abc import Mapping
@@ -29,11 +30,13 @@ if TYPE_CHECKING:
 CODE_FILE = Path(__file__).with_name("policy_model.py")
 
 
-def _requirements() -> list[str]:
-    """Pinned by hand: MLflow's inference would import the model in a subprocess (~10 s)."""
+@functools.cache
+def _requirements() -> tuple[str, ...]:
+    """Pinned by hand: MLflow's inference would import the model in a subprocess (~10 s).
+    Read once per process: each read walks the import path's distributions."""
     from importlib.metadata import version
 
-    return [f"{p}=={version(p)}" for p in ("mlflow", "torch", "numpy", "gymnasium")]
+    return tuple(f"{p}=={version(p)}" for p in ("mlflow", "torch", "numpy", "gymnasium"))
 
 
 def _signature(obs_shape: tuple[int, ...], pixels: bool) -> object:
@@ -122,7 +125,7 @@ def _save(
             python_model=str(CODE_FILE),
             artifacts={names.MODEL_POLICY_ARTIFACT: str(policy_dir)},
             signature=_signature(obs_shape, pixels),  # type: ignore[arg-type]
-            pip_requirements=_requirements(),
+            pip_requirements=list(_requirements()),
             mlflow_model=mlflow_model,  # type: ignore[arg-type]
         )
 
@@ -133,11 +136,20 @@ def skip_dependency_scan() -> None:
     MLflow checks a model's pinned requirements against the installed packages with it;
     pg pins the installed versions themselves (``models._requirements``), so the check
     has nothing to find, and the map only serves requirement inference, which this
-    record process never does.  (If MLflow drops the attribute, this does nothing.)"""
+    record process never does.  For the same reason the check itself is skipped: it looks
+    each pinned version up again on every save.  (If MLflow drops either, this does
+    nothing.)"""
+    import mlflow.utils.environment as environment
     import mlflow.utils.requirements_utils as requirements
 
     if getattr(requirements, "_MODULES_TO_PACKAGES", {}) is None:
         setattr(requirements, "_MODULES_TO_PACKAGES", {})  # noqa: B010 - typed None
+    if hasattr(environment, "warn_dependency_requirement_mismatches"):
+        environment.warn_dependency_requirement_mismatches = _no_check
+
+
+def _no_check(model_requirements: list[str]) -> None:
+    """In place of MLflow's check of a saved model's pins against the installed versions."""
 
 
 def warm_up() -> None:
