@@ -175,8 +175,10 @@ def test_default_sweep_validates_top_2_on_3_fresh_seeds(store: Store, tmp_path: 
 
 def worker_processes(sweep: subprocess.Popen[str], timeout: float = 300) -> tuple[set[int], str]:
     """Pids of every worker process seen while ``sweep`` ran (a child that is a fork of
-    the sweep, with its command line; not a record process), and its output."""
-    seen: set[int] = set()
+    the sweep, with its command line; not a record process), and its output.  A child
+    counts once seen on two polls: the record process the sweep starts shows the sweep's
+    command line too, until it has exec'd."""
+    polls: dict[int, int] = {}
     deadline = time.monotonic() + timeout
     while sweep.poll() is None:
         if time.monotonic() > deadline:
@@ -186,12 +188,12 @@ def worker_processes(sweep: subprocess.Popen[str], timeout: float = 300) -> tupl
             try:
                 parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
                 if parent == sweep.pid and b"pg.run" in (proc / "cmdline").read_bytes():
-                    seen.add(int(proc.name))
+                    polls[int(proc.name)] = polls.get(int(proc.name), 0) + 1
             except (OSError, ValueError, IndexError):
                 continue  # not a process, or gone meanwhile
         time.sleep(0.05)
     assert sweep.stdout is not None
-    return seen, sweep.stdout.read()
+    return {pid for pid, n in polls.items() if n > 1}, sweep.stdout.read()
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
