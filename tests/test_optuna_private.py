@@ -17,7 +17,9 @@ from pg.sweep.spec import SweepSpec
 from pg.sweep.study import (
     current,
     fail_trial,
+    finished_count,
     heartbeat,
+    latest_trial,
     open_storage,
     set_system_attr,
     stale_trial_ids,
@@ -61,3 +63,16 @@ def test_failing_another_process_trial(study: optuna.Study) -> None:
     assert study.get_trials()[0].state == TrialState.FAIL
     assert fail_trial(study, frozen) is False  # already finished: reported, not raised
     del trial
+
+
+def test_finished_count_and_the_latest_trial(study: optuna.Study) -> None:
+    assert finished_count(study) == 0
+    running = study.ask()
+    running.report(2.5, 7)
+    latest = latest_trial(running)
+    assert latest.number == running.number and latest.intermediate_values == {7: 2.5}
+    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+        study.tell(study.ask(), 1.0 if state == TrialState.COMPLETE else None, state=state)
+    assert finished_count(study) == 3  # the running trial is not counted
+    study.tell(running, 2.5)
+    assert finished_count(study) == 4

@@ -23,6 +23,7 @@ from pg.record import names
 from pg.sweep.compose import Composed, with_seed
 from pg.sweep.factories import per_seed
 from pg.sweep.naming import seed_run_name, trial_run_name
+from pg.sweep.pruning import pruner_view, should_prune
 from pg.sweep.spec import Plan
 from pg.sweep.study import set_system_attr
 
@@ -84,6 +85,7 @@ class SeedRunner:
         self.sweep_run_id = sweep_run_id
         self.study_name = study_name
         self.run_ids: list[str] = []
+        self.pruning = pruner_view(trial)
 
     def _tags(self, kind: str) -> dict[str, str]:
         tags = {
@@ -228,7 +230,7 @@ class SeedRunner:
                 # pruner compares trials only at equal steps.
                 every = self.composed.config.train.report_every
                 self.trial.report(mean, max(every, step // every * every))
-                if self.trial.should_prune():
+                if should_prune(self.trial, self.pruning):
                     raise Pruned(
                         f"pruned by {type(self.trial.study.pruner).__name__} at step "
                         f"{step:,} (mean {objective_name} = {mean:.2f})"
@@ -275,7 +277,7 @@ class SeedRunner:
                 if math.isnan(final.objective):
                     raise RuntimeError(f"objective {cfg.train.objective} of seed {i} is NaN")
                 self.trial.report(final.objective, i)
-                if i < len(gens) - 1 and self.trial.should_prune():
+                if i < len(gens) - 1 and should_prune(self.trial, self.pruning):
                     mean = sum(values) / len(values)
                     raise Pruned(
                         f"pruned by {type(self.trial.study.pruner).__name__} after seed "

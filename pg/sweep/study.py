@@ -94,6 +94,30 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial) -> bool:
         return False
 
 
+def latest_trial(trial: Trial) -> FrozenTrial:
+    """The trial as its own process last reported it (what ``Trial.should_prune`` shows
+    the pruner), without reading the storage."""
+    frozen: FrozenTrial = trial._get_latest_trial()
+    return frozen
+
+
+def finished_count(study: optuna.Study) -> int | None:
+    """How many of the study's trials have finished (complete, pruned or failed), in one
+    query; ``None`` where the storage is not a database."""
+    import sqlalchemy
+
+    storage: Any = _storage(study)
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    if engine is None:
+        return None
+    query = sqlalchemy.text(
+        "SELECT COUNT(*) FROM trials WHERE study_id = :study"
+        " AND state IN ('COMPLETE', 'PRUNED', 'FAIL')"
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(query, {"study": study._study_id}).scalar_one())
+
+
 # -- storage, budget, orphans ------------------------------------------------------------
 
 
