@@ -41,7 +41,8 @@ def finish(
 def statements(study: optuna.Study) -> Iterator[list[str]]:
     """Every SQL statement the study's engine runs inside the block."""
     seen: list[str] = []
-    engine = study._storage._backend.engine
+    storage: Any = study._storage
+    engine = storage._backend.engine
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seen.append(statement)
@@ -73,14 +74,15 @@ def test_the_view_prunes_as_optuna_does(tmp_path: Path, pruner: optuna.pruners.B
             finish(study, [float(v) for v in curve])
         finish(study, [9.0, 9.0], TrialState.PRUNED)
         answers = []
-        for curve in ([5, 5, 5, 5, 5, 5], [0, 0.5, 1, 6, 12, 20], [3, 1, 1, 1, 1, 1]):
+        running: list[list[float]] = [[5] * 6, [0, 0.5, 1, 6, 12, 20], [3, 1, 1, 1, 1, 1]]
+        for reported in running:
             trial = study.ask()
             view = pruner_view(trial)
             assert isinstance(view, PruningStudy)
-            for step, value in enumerate(curve, start=1):
+            for step, value in enumerate(reported, start=1):
                 trial.report(float(value), step)
                 answers.append(should_prune(trial, view) if use_view else trial.should_prune())
-            study.tell(trial, float(curve[-1]))
+            study.tell(trial, float(reported[-1]))
         return answers
 
     seen = decisions(tmp_path / "view.db", use_view=True)
