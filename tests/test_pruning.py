@@ -90,19 +90,42 @@ def test_the_view_prunes_as_optuna_does(tmp_path: Path, pruner: optuna.pruners.B
     assert any(seen) and not all(seen)  # both answers occur
 
 
-def test_a_trial_finished_elsewhere_is_seen_at_the_next_report(tmp_path: Path) -> None:
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
-    study = make_study(tmp_path / "o.db", pruner)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def study_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A study database file, or a PostgreSQL database of its own (the count query's SQL
+    on both: PostgreSQL keeps the state in an enum column)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'o.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def test_a_trial_finished_elsewhere_is_seen_at_the_next_report(study_url: str) -> None:
+    def connect() -> optuna.Study:
+        return optuna.create_study(
+            study_name="s",
+            storage=open_storage(study_url, SweepSpec()),
+            direction="maximize",
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
+            load_if_exists=True,
+        )
+
+    study = connect()
     trial = study.ask()
     view = pruner_view(trial)
     trial.report(1.0, 1)
     assert should_prune(trial, view) is False  # nothing has finished: nothing to compare with
-    # Another process (here: another connection to the same file) completes a better trial.
-    other = make_study(tmp_path / "o.db", pruner)
+    # Another process (here: another connection to the same database) completes a better
+    # trial, and fails one.
+    other = connect()
     finish(other, [10.0, 10.0, 10.0])
+    failed = other.ask()
+    other.tell(failed, state=TrialState.FAIL)
     trial.report(1.0, 2)
     assert should_prune(trial, view) is True
     assert trial.should_prune()
+    study._storage._backend.engine.dispose()  # type: ignore[attr-defined]
+    other._storage._backend.engine.dispose()  # type: ignore[attr-defined]
 
 
 def test_reports_do_not_read_the_running_trial_back(tmp_path: Path) -> None:

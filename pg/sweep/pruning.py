@@ -14,6 +14,11 @@ last real listing while one count query (~0.2 ms) says no trial has finished sin
 this process or any other (workers, other machines on PostgreSQL). Any other question
 (all trials, the best trial, Hyperband's brackets) goes to the study as before. The
 pruner sees the same trials it would have seen, so it prunes exactly as before.
+
+The view overrides ``Study._get_trials``, the one listing ``Study.get_trials`` calls, and
+shares the study's attributes; the storage calls are wrapped in :mod:`pg.sweep.study`.
+``tests/test_pruning.py`` fails loudly if an Optuna release changes either: the view's
+decisions are compared with ``Trial.should_prune``'s and its statements counted.
 """
 
 from __future__ import annotations
