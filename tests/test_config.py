@@ -164,6 +164,21 @@ def test_to_config_accepts_a_plain_dict_and_fills_defaults() -> None:
     assert cfg.seed == 3 and cfg.algo.lr == 0.5 and cfg.algo.gamma == 0.99
 
 
+def test_the_schema_built_once_is_never_changed_by_a_config() -> None:
+    """to_config merges every config into one schema built per process: each result is
+    what a schema built for it alone gives, and none leaks into the next."""
+    first = to_config({"seed": 3, "algo": {"lr": 0.5, "batch_size": 7}})
+    with pytest.raises(ConfigError):
+        to_config({"algo": {"gamma": 2.0}})  # fails half-way through the merge
+    fresh = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), {"seed": 4}))
+    assert to_config({"seed": 4}) == fresh
+    assert first.algo.lr == 0.5 and to_config({}).algo.lr == Config().algo.lr
+    for overrides in (("algo=pg", "seed=5"), ("env=acrobot",), ("+experiment=pong",)):
+        tree = composed(*overrides)
+        alone = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), tree))
+        assert to_config(tree) == alone
+
+
 def test_snapshot_round_trips_through_to_config() -> None:
     cfg = to_config(composed("algo=pg", "seed=5"))
     snap = Snapshot.from_config(cfg, ["algo=pg", "seed=5"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -329,7 +330,7 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
     try:
         if not isinstance(cfg, DictConfig):
             cfg = OmegaConf.create(cfg)
-        merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
+        merged = OmegaConf.merge(_schema(), cfg)
         obj = OmegaConf.to_object(merged)
     except ConfigError:
         raise
@@ -339,6 +340,17 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
         raise ConfigError(str(exc)) from None
     assert isinstance(obj, Config)
     return obj
+
+
+@cache
+def _schema() -> DictConfig:
+    """The schema as OmegaConf's typed config, built once per process: building it walks
+    every dataclass and its type hints (~6 ms), a fifth of composing a sweep trial's
+    config. ``OmegaConf.merge`` copies its first argument, so this one is never changed."""
+    from omegaconf import OmegaConf
+
+    schema: DictConfig = OmegaConf.structured(Config)
+    return schema
 
 
 def _omegaconf_message(exc: Exception) -> str:
