@@ -20,8 +20,10 @@ from pg.sweep.study import open_storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make_study(path: Path, pruner: optuna.pruners.BasePruner) -> optuna.Study:
-    storage = open_storage(f"sqlite:///{path}", SweepSpec())
+def make_study(path: Path | str, pruner: optuna.pruners.BasePruner) -> optuna.Study:
+    """Study "s" in a database file (``path``) or at a storage URL, with its own connection."""
+    url = path if isinstance(path, str) else f"sqlite:///{path}"
+    storage = open_storage(url, SweepSpec())
     return optuna.create_study(
         study_name="s", storage=storage, direction="maximize", pruner=pruner, load_if_exists=True
     )
@@ -101,23 +103,15 @@ def study_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_a_trial_finished_elsewhere_is_seen_at_the_next_report(study_url: str) -> None:
-    def connect() -> optuna.Study:
-        return optuna.create_study(
-            study_name="s",
-            storage=open_storage(study_url, SweepSpec()),
-            direction="maximize",
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
-            load_if_exists=True,
-        )
-
-    study = connect()
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    study = make_study(study_url, pruner)
     trial = study.ask()
     view = pruner_view(trial)
     trial.report(1.0, 1)
     assert should_prune(trial, view) is False  # nothing has finished: nothing to compare with
     # Another process (here: another connection to the same database) completes a better
     # trial, and fails one.
-    other = connect()
+    other = make_study(study_url, pruner)
     finish(other, [10.0, 10.0, 10.0])
     failed = other.ask()
     other.tell(failed, state=TrialState.FAIL)

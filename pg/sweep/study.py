@@ -19,6 +19,7 @@ period (owner elsewhere), is marked FAIL; the caller closes its MLflow runs as K
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -102,20 +103,29 @@ def latest_trial(trial: Trial) -> FrozenTrial:
 
 
 def finished_count(study: optuna.Study) -> int | None:
-    """How many of the study's trials have finished (complete, pruned or failed), in one
-    query; ``None`` where the storage is not a database."""
-    import sqlalchemy
-
+    """How many of the study's trials have finished (Optuna's ``TrialState.is_finished``:
+    complete, pruned or failed), in one query; ``None`` where the storage is not a
+    database."""
     storage: Any = _storage(study)
     engine = getattr(getattr(storage, "_backend", storage), "engine", None)
     if engine is None:
         return None
-    query = sqlalchemy.text(
-        "SELECT COUNT(*) FROM trials WHERE study_id = :study"
-        " AND state IN ('COMPLETE', 'PRUNED', 'FAIL')"
-    )
+    query, states = _finished_query()
     with engine.connect() as conn:
-        return int(conn.execute(query, {"study": study._study_id}).scalar_one())
+        return int(conn.execute(query, {"study": study._study_id, "states": states}).scalar_one())
+
+
+@functools.cache
+def _finished_query() -> tuple[Any, list[str]]:
+    """The count's statement (built once: it runs at every report) and the names of the
+    finished states, as Optuna stores them."""
+    import sqlalchemy
+    from optuna.trial import TrialState
+
+    query = sqlalchemy.text(
+        "SELECT COUNT(*) FROM trials WHERE study_id = :study AND state IN :states"
+    ).bindparams(sqlalchemy.bindparam("states", expanding=True))
+    return query, [s.name for s in TrialState if s.is_finished()]
 
 
 # -- storage, budget, orphans ------------------------------------------------------------
