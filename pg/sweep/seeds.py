@@ -25,7 +25,7 @@ from pg.sweep.factories import per_seed
 from pg.sweep.naming import seed_run_name, trial_run_name
 from pg.sweep.pruning import pruner_view, should_prune
 from pg.sweep.spec import Plan
-from pg.sweep.study import set_system_attr
+from pg.sweep.study import report, set_system_attr
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -229,7 +229,7 @@ class SeedRunner:
                 # Report at the nominal point: runs cross it a few env steps apart, and the
                 # pruner compares trials only at equal steps.
                 every = self.composed.config.train.report_every
-                self.trial.report(mean, max(every, step // every * every))
+                report(self.trial, mean, max(every, step // every * every))
                 if should_prune(self.trial, self.pruning):
                     raise Pruned(
                         f"pruned by {type(self.trial.study.pruner).__name__} at step "
@@ -276,7 +276,7 @@ class SeedRunner:
                 outcome.steps = max(outcome.steps, final.result.steps)
                 if math.isnan(final.objective):
                     raise RuntimeError(f"objective {cfg.train.objective} of seed {i} is NaN")
-                self.trial.report(final.objective, i)
+                report(self.trial, final.objective, i)
                 if i < len(gens) - 1 and should_prune(self.trial, self.pruning):
                     mean = sum(values) / len(values)
                     raise Pruned(

@@ -115,6 +115,80 @@ def finished_count(study: optuna.Study) -> int | None:
         return int(conn.execute(query, {"study": study._study_id, "states": states}).scalar_one())
 
 
+def report(trial: Trial, value: float, step: int) -> None:
+    """``trial.report(value, step)``, written with compiled SQLAlchemy Core statements in
+    one transaction where the storage is a database.
+
+    Optuna's report goes through its ORM session: it loads the trial's row as an object,
+    looks the step up with a second ORM query, adds an object and commits: ~1.5 ms of
+    Python a report on SQLite, ~0.3 ms this way (a 20-trial CartPole sweep reports ~130
+    times). The checks and the row are Optuna's: the trial must still be running
+    (Optuna's own check and error), the value is stored as Optuna stores it (NaN and the
+    infinities as their kind, without a number), and a step this process reported already
+    is Optuna's to warn about and ignore. Anything else (several objectives, a storage
+    that is not a database, a value or step Optuna refuses) goes to Optuna's own call.
+    """
+    storage: Any = _storage(trial.study)
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    known = trial._cached_frozen_trial.intermediate_values
+    if (
+        engine is None
+        or len(trial.study.directions) > 1
+        or not isinstance(value, (int, float))
+        or not isinstance(step, int)
+        or step < 0
+        or step in known
+    ):
+        trial.report(value, step)
+        return
+    import sqlalchemy.exc
+    from optuna.exceptions import StorageInternalError
+
+    value = float(value)
+    state_of, update, insert, stored_repr = _report_statements()
+    trial_id = _trial_id(trial)
+    stored, kind = stored_repr(value)
+    row = {"of": trial_id, "at": step, "number": stored, "kind": kind}
+    try:
+        with engine.begin() as conn:
+            state = conn.execute(state_of, {"of": trial_id}).scalar_one_or_none()
+            if state is None:
+                raise KeyError(f"No trial with trial_id {trial_id} exists.")
+            storage.check_trial_is_updatable(trial_id, state)
+            if conn.execute(update, row).rowcount == 0:
+                conn.execute(insert, row)
+    except sqlalchemy.exc.SQLAlchemyError as exc:  # as Optuna's session reports it
+        raise StorageInternalError("An exception is raised during the commit.") from exc
+    known[step] = value
+
+
+@functools.cache
+def _report_statements() -> tuple[Any, Any, Any, Any]:
+    """The report's statements on Optuna's own tables (their column types: PostgreSQL
+    keeps the kind of value in an enum) and Optuna's stored form of a value."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    trials = models.TrialModel.__table__
+    values = models.TrialIntermediateValueModel.__table__
+    # Parameter names other than the columns': SQLAlchemy keeps those for itself.
+    of: Any = sqlalchemy.bindparam("of")
+    at: Any = sqlalchemy.bindparam("at")
+    number: Any = sqlalchemy.bindparam("number")
+    kind: Any = sqlalchemy.bindparam("kind")
+    state_of = sqlalchemy.select(trials.c.state).where(trials.c.trial_id == of)
+    update = (
+        values.update()
+        .where(values.c.trial_id == of, values.c.step == at)
+        .values(intermediate_value=number, intermediate_value_type=kind)
+    )
+    insert = values.insert().values(
+        trial_id=of, step=at, intermediate_value=number, intermediate_value_type=kind
+    )
+    stored_repr = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+    return state_of, update, insert, stored_repr
+
+
 @functools.cache
 def _finished_query() -> tuple[Any, list[str]]:
     """The count's statement (built once: it runs at every report) and the names of the
