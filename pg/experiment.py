@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from omegaconf import OmegaConf
 
 from pg.core.config import Config
+from pg.record.config_text import ConfigText
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -21,16 +22,21 @@ if TYPE_CHECKING:
     from torch import nn
 
     from pg.core.train import Report, ReportHook, TrainResult
+    from pg.record.config_text import FileContent
     from pg.record.remote import RemoteRun
 
 
 @dataclass
 class Snapshot:
-    """What reproduces a run: the resolved config, the overrides, Hydra's own config."""
+    """What reproduces a run: the resolved config, the overrides, Hydra's own config.
 
-    config_yaml: str
+    The configs are text (read back from a store) or :class:`ConfigText`, rendered by the
+    record process when it writes them (a run that is not tracked never renders them).
+    """
+
+    config_yaml: str | ConfigText
     overrides: list[str] = field(default_factory=list)
-    hydra_yaml: str | None = None
+    hydra_yaml: str | ConfigText | None = None
     choices: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -44,26 +50,28 @@ class Snapshot:
         hc = HydraConfig.get()
         choices = {str(k): str(v) for k, v in hc.runtime.choices.items() if v is not None}
         return cls(
-            OmegaConf.to_yaml(cfg, resolve=True),
+            ConfigText.of(cfg, resolve=True),
             [str(o) for o in hc.overrides.task],
-            OmegaConf.to_yaml(hc),
+            ConfigText.of(hc),
             choices,
         )
 
-    def files(self) -> dict[str, str | bytes]:
+    def files(self) -> dict[str, FileContent]:
+        """The snapshot's files; text is redacted here, a :class:`ConfigText` when written."""
         from pg.record import names
         from pg.record.store import redact
 
-        out: dict[str, str | bytes] = {
-            names.SNAPSHOT_CONFIG: redact(self.config_yaml),
-            names.SNAPSHOT_OVERRIDES: redact(
-                OmegaConf.to_yaml(
-                    OmegaConf.create({"overrides": self.overrides, "choices": self.choices})
-                )
-            ),
+        def hidden(text: str | ConfigText) -> FileContent:
+            return redact(text) if isinstance(text, str) else text
+
+        overrides = {"overrides": list(self.overrides), "choices": dict(self.choices)}
+        out: dict[str, FileContent] = {
+            names.SNAPSHOT_CONFIG: hidden(self.config_yaml),
+            # OmegaConf.to_yaml(OmegaConf.create(overrides)): the same plain containers
+            names.SNAPSHOT_OVERRIDES: ConfigText(overrides),
         }
         if self.hydra_yaml is not None:
-            out[names.SNAPSHOT_HYDRA] = redact(self.hydra_yaml)
+            out[names.SNAPSHOT_HYDRA] = hidden(self.hydra_yaml)
         return out
 
 

@@ -182,6 +182,7 @@ def test_the_schema_built_once_is_never_changed_by_a_config() -> None:
 def test_snapshot_round_trips_through_to_config() -> None:
     cfg = to_config(composed("algo=pg", "seed=5"))
     snap = Snapshot.from_config(cfg, ["algo=pg", "seed=5"])
+    assert isinstance(snap.config_yaml, str)
     tree = OmegaConf.create(snap.config_yaml)
     assert isinstance(tree, DictConfig)
     again = to_config(tree)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from pg.core.config import Config, TrackingConfig
 from pg.experiment import Snapshot
+from pg.record.config_text import ConfigText, written_files
 from pg.record.provenance import command_line
 from pg.record.store import redact
 from pg.record.tracker import Tracker
@@ -57,13 +59,17 @@ def test_snapshot_files_redact_the_tracking_uri() -> None:
     uri = f"postgresql://me:{SECRET}@db.internal:5432/mlflow"
     cfg = Config(tracking=TrackingConfig(uri=uri))
     snap = Snapshot.from_config(cfg, [f"tracking.uri={uri}", "seed=0"])
-    snap.hydra_yaml = f"hydra:\n  overrides:\n    task:\n    - tracking.uri={uri}\n"
-    files = snap.files()
-    assert set(files) == {"config/config.yaml", "config/overrides.yaml", "config/hydra.yaml"}
-    for name, content in files.items():
-        text = content.decode() if isinstance(content, bytes) else content
-        assert SECRET not in text, name
-        assert "me:***@db.internal" in text, name
+    for hydra in (
+        f"hydra:\n  overrides:\n    task:\n    - tracking.uri={uri}\n",  # read from a store
+        ConfigText.of(OmegaConf.create({"overrides": {"task": [f"tracking.uri={uri}"]}})),
+    ):
+        snap.hydra_yaml = hydra
+        files = written_files(snap.files())  # as the record process writes them
+        assert set(files) == {"config/config.yaml", "config/overrides.yaml", "config/hydra.yaml"}
+        for name, content in files.items():
+            text = content.decode() if isinstance(content, bytes) else content
+            assert SECRET not in text, name
+            assert "me:***@db.internal" in text, name
 
 
 def test_params_and_tags_written_to_a_real_store_are_redacted(tmp_path: Path) -> None:

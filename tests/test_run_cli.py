@@ -233,6 +233,10 @@ def test_snapshot_and_environment_artifacts(trio: Trio, tmp_path: Path) -> None:
     assert "seed=0" in overrides["overrides"] and "train.max_steps=3000" in overrides["overrides"]
     assert overrides["choices"]["env"] == "cartpole"
     assert overrides["choices"]["algo"] == "reinforce"
+    # Hydra's own config, rendered by the record process from the containers it was sent.
+    hydra = yaml.safe_load(download_text(client, run_id, "config/hydra.yaml", tmp_path / "h"))
+    assert "seed=0" in hydra["overrides"]["task"]
+    assert hydra["runtime"]["choices"]["env"] == "cartpole"
 
     lock = download_text(client, run_id, "environment/requirements.txt", tmp_path / "l")
     # pip-freeze style; the CPU wheel's local version tag may follow.

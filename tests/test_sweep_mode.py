@@ -107,9 +107,10 @@ def test_a_grid_study_reruns_only_combinations_cut_short(tmp_path: Path) -> None
     from optuna.trial import TrialState
 
     from pg.record.names import ATTR_REASON
+    from pg.sweep.asking import BudgetLock, reserve
     from pg.sweep.factories import make_sampler
     from pg.sweep.retries import budget, retry_cut_short
-    from pg.sweep.study import BudgetLock, open_storage, reserve
+    from pg.sweep.study import open_storage
 
     url = f"sqlite:///{tmp_path / 'g.db'}"
     spec = SweepSpec(mode="grid", sampler={"name": "grid"}, study_name="g", n_trials=3)
@@ -150,7 +151,7 @@ def test_a_grid_study_reruns_only_combinations_cut_short(tmp_path: Path) -> None
 def test_a_study_stays_a_grid_or_a_search(tmp_path: Path) -> None:
     import optuna
 
-    from pg.sweep.study import claim_mode
+    from pg.sweep.asking import claim_mode
 
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
     claim_mode(study, "grid", {"seed": [0, 1]})

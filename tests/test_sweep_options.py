@@ -1,6 +1,6 @@
 """Samplers and pruners by name: their own options reach them, typed; bad ones are named.
 
-Unit tests of :mod:`pg.sweep.factories` and of the retry queue in :mod:`pg.sweep.study`,
+Unit tests of :mod:`pg.sweep.factories` and of the retry queue in :mod:`pg.sweep.asking`,
 on real Optuna objects and a real SQLite study.  The sweeps themselves, through the CLI,
 are in tests/test_sweep_pruning.py.
 """
@@ -133,8 +133,9 @@ def test_retries_replace_trials_cut_short_up_to_max_retries(tmp_path: Path) -> N
     a result.  The budget grows by one per retry queued."""
     from optuna.distributions import FloatDistribution
 
+    from pg.sweep.asking import BudgetLock, n_trials_in, reserve
     from pg.sweep.retries import budget, retry_cut_short
-    from pg.sweep.study import BudgetLock, n_trials_in, open_storage, reserve
+    from pg.sweep.study import open_storage
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     spec = SweepSpec(study_name="r", n_trials=3, max_retries=1)

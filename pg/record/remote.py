@@ -28,6 +28,7 @@ from pg.record.writer import end_as
 if TYPE_CHECKING:
     from pg.core.config import TrackingConfig
     from pg.curve import Curve
+    from pg.record.config_text import FileContent
 
 Key = tuple[str | None, str]
 
@@ -135,7 +136,7 @@ class RemoteTracker:
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self._cast("set_tags", run_id, dict(tags))
 
-    def attach(self, run_id: str, files: Mapping[str, str | bytes]) -> None:
+    def attach(self, run_id: str, files: Mapping[str, FileContent]) -> None:
         self._cast("attach", run_id, dict(files))
 
     def log_metric(self, run_id: str, key: str, value: float, step: int) -> None:
@@ -238,7 +239,7 @@ class RemoteRun:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._cast("set_tags", dict(tags))
 
-    def log_files(self, files: Mapping[str, str | bytes], package_lock: bool = False) -> None:
+    def log_files(self, files: Mapping[str, FileContent], package_lock: bool = False) -> None:
         self._cast("log_files", dict(files), package_lock)
 
     def log_derived(self, producer: str, *args: Any) -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from pg.core.config import TrackingConfig
+    from pg.record.config_text import FileContent
 
 
 class Tracker:
@@ -121,7 +122,7 @@ class Tracker:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, clip(redact(value), MAX_TAG_VALUE))
 
-    def attach(self, run_id: str, files: Mapping[str, str | bytes]) -> None:
+    def attach(self, run_id: str, files: Mapping[str, FileContent]) -> None:
         """Upload ``{artifact path: content}`` to a run that may have ended already."""
         TrackedRun.upload(self.client, run_id, files)
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from pg.curve import Curve
+    from pg.record.config_text import FileContent
 
 # MLflow's limits (mlflow.utils.validation); values are truncated rather than rejected.
 MAX_PARAM_VALUE = 6000
@@ -162,7 +163,7 @@ class TrackedRun:
                 )
             )
 
-    def log_files(self, files: Mapping[str, str | bytes], package_lock: bool = False) -> None:
+    def log_files(self, files: Mapping[str, FileContent], package_lock: bool = False) -> None:
         """Upload ``{artifact path: content}`` in one call (one round trip on a server).
 
         ``package_lock``: add the installed packages (:data:`names.LOCK_FILE`), read by the
@@ -191,10 +192,12 @@ class TrackedRun:
         self.log_files({names.CURVE_FILE: png})
 
     @staticmethod
-    def upload(client: MlflowClient, run_id: str, files: Mapping[str, str | bytes]) -> None:
+    def upload(client: MlflowClient, run_id: str, files: Mapping[str, FileContent]) -> None:
+        from pg.record.config_text import written_files
+
         with tempfile.TemporaryDirectory(prefix="pg-artifacts-") as tmp:
             root = Path(tmp)
-            for rel, content in files.items():
+            for rel, content in written_files(files).items():
                 target = root / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if isinstance(content, bytes):

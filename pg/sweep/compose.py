@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pg.core.config import Config, ConfigError, register_configs, to_config
 from pg.experiment import Snapshot
+from pg.record.config_text import ConfigText
 from pg.sweep.spec import SweepError
 
 
@@ -60,14 +61,14 @@ def compose_trial(config_name: str, overrides: list[str], varying: int = 0) -> C
         raise SweepError(f"cannot compose a trial config: {first}") from None
     hydra_node = full.hydra
     choices = {str(k): str(v) for k, v in hydra_node.runtime.choices.items() if v is not None}
-    with_hydra = OmegaConf.to_yaml(hydra_node)
+    with_hydra = ConfigText.of(hydra_node)  # rendered by the record process, if tracked
     cfg = OmegaConf.masked_copy(full, [str(k) for k in full if k != "hydra"])
     assert isinstance(cfg, DictConfig)
     try:
         config = to_config(cfg)
     except ConfigError as exc:
         raise SweepError(f"invalid trial config ({' '.join(overrides)}): {exc}") from None
-    snapshot = Snapshot(OmegaConf.to_yaml(cfg, resolve=True), list(overrides), with_hydra, choices)
+    snapshot = Snapshot(ConfigText.of(cfg, resolve=True), list(overrides), with_hydra, choices)
     return Composed(config, snapshot, cfg)
 
 
@@ -126,7 +127,7 @@ def with_seed(composed: Composed, seed: int) -> Composed:
     raw = composed.raw.copy()
     raw.seed = seed
     snapshot = Snapshot(
-        OmegaConf.to_yaml(raw, resolve=True),
+        ConfigText.of(raw, resolve=True),
         [*composed.snapshot.overrides, f"seed={seed}"],
         composed.snapshot.hydra_yaml,
         composed.snapshot.choices,

@@ -102,8 +102,9 @@ class Sweep:
 
         from pg.record.provenance import command_line
         from pg.record.store import TrackingUnavailableError, default_study_storage
+        from pg.sweep.asking import claim_mode
         from pg.sweep.compose import ensure_hydra
-        from pg.sweep.study import claim_mode, open_storage
+        from pg.sweep.study import open_storage
 
         ensure_hydra(conf_dir)
         the_plan, base, location = check_definition(settings, arguments, config_name, cli_hydra)
@@ -280,8 +281,8 @@ class Sweep:
 
     def _recover(self, orphans: list[Orphan] | None = None) -> None:
         """Orphans (found here, or reported by Ray) closed; trials cut short queued again."""
+        from pg.sweep.asking import BudgetLock
         from pg.sweep.orphans import fail_orphans, recover
-        from pg.sweep.study import BudgetLock
 
         if orphans is None:
             orphans = fail_orphans(self.study, self.plan.spec)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from pg.record.remote import RemoteTracker
-    from pg.sweep.study import BudgetLock
+    from pg.sweep.asking import BudgetLock
 
 
 def _pid_alive(pid: int) -> bool:

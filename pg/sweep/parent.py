@@ -23,8 +23,8 @@ def parent_run(
 ) -> RemoteRun:
     """The study's one parent run: created once, reopened when the sweep resumes."""
     from pg.record.provenance import flatten
+    from pg.sweep.asking import BudgetLock
     from pg.sweep.naming import sweep_run_name
-    from pg.sweep.study import BudgetLock
 
     spec = the_plan.spec
     with BudgetLock(job.storage_url, spec.study_name).held():

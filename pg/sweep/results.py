@@ -171,7 +171,7 @@ def publish(study: optuna.Study, plan: Plan, run: ResultsRun | None) -> None:
     """Write the end-of-sweep artifacts and tags to the parent run."""
     if run is None:
         return
-    from pg.sweep.study import study_summary_counts
+    from pg.sweep.asking import study_summary_counts
 
     files: dict[str, str | bytes] = {
         TRIALS_CSV: trials_table(study).to_csv(index=False),

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
+    from pg.sweep.asking import BudgetLock
     from pg.sweep.spec import SweepSpec
-    from pg.sweep.study import BudgetLock
 
 # A FAIL with one of these reasons was cut short, not judged: it runs again (a retry).
 ORPHANED, INTERRUPTED = "orphaned", "interrupted"

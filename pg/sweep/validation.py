@@ -116,7 +116,8 @@ def work_validation(job: Job, plan: Plan, report: Callable[[str], None]) -> int:
     """One worker's loop over the validation study's queued trials (see the module doc)."""
     import warnings
 
-    from pg.sweep.study import BudgetLock, heartbeat, reserve_queued
+    from pg.sweep.asking import BudgetLock, reserve_queued
+    from pg.sweep.study import heartbeat
     from pg.sweep.trial import run_trial
     from pg.sweep.worker import EXIT_INTERRUPTED, EXIT_OK, load_study
 

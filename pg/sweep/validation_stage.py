@@ -162,7 +162,7 @@ class ValidationStage:
     def _queue(self, vstudy: optuna.Study, chosen: list[FrozenTrial]) -> int:
         """Queue each (configuration, seed) without a trial that is queued, running or
         finished by its own doing; a pair cut short (orphaned, Ctrl-C) is queued again."""
-        from pg.sweep.study import BudgetLock
+        from pg.sweep.asking import BudgetLock
 
         queued = 0
         with BudgetLock(self.job.storage_url, vstudy.study_name).held():
@@ -235,8 +235,8 @@ class ValidationStage:
 def _search_spent(study: optuna.Study, plan: Plan) -> bool:
     """The search has asked every trial of its budget (or, without one, its timeout ended
     it: the workers only return early on the deadline)."""
+    from pg.sweep.asking import n_trials_in
     from pg.sweep.retries import budget
-    from pg.sweep.study import n_trials_in
 
     limit = budget(study, plan.spec)
     return limit is None or n_trials_in(study) >= limit

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     import optuna
 
     from pg.record.remote import RemoteTracker
+    from pg.sweep.asking import BudgetLock
     from pg.sweep.spec import Plan
-    from pg.sweep.study import BudgetLock
     from pg.sweep.trial import TrialOutcome
 
 EXIT_OK, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 3, 130
@@ -121,7 +121,8 @@ def work(job: Job, plan: Plan, report: Callable[[str], None] = _print_line) -> i
     """
     import warnings
 
-    from pg.sweep.study import BudgetLock, heartbeat, reserve
+    from pg.sweep.asking import BudgetLock, reserve
+    from pg.sweep.study import heartbeat
     from pg.sweep.trial import run_trial
     from pg.sweep.validation import STAGE, work_validation
 
