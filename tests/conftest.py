@@ -284,3 +284,21 @@ def temporary_database(prefix: str) -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@contextlib.contextmanager
+def sql_statements(study: Any) -> Iterator[list[str]]:
+    """Every SQL statement an Optuna study's database engine runs inside the block."""
+    import sqlalchemy
+
+    seen: list[str] = []
+    engine = study._storage._backend.engine
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", record)

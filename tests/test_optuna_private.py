@@ -6,7 +6,6 @@ renames or changes one, these tests fail here, loudly, instead of a sweep misbeh
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -32,6 +31,7 @@ from pg.sweep.study import (
     set_system_attr,
     stale_trial_ids,
 )
+from tests.conftest import sql_statements
 
 
 @pytest.fixture
@@ -112,28 +112,12 @@ def stored_values(study: optuna.Study, trial: optuna.Trial) -> list[tuple[Any, .
         return [tuple(row) for row in rows]
 
 
-@contextlib.contextmanager
-def statements(study: optuna.Study) -> Iterator[list[str]]:
-    """Every SQL statement the study's engine runs inside the block."""
-    seen: list[str] = []
-    engine = study._storage._backend.engine  # type: ignore[attr-defined]
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    sqlalchemy.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sqlalchemy.event.remove(engine, "before_cursor_execute", record)
-
-
 CURVE = [(0, 1.5), (20, -2.25), (40, math.inf), (60, -math.inf), (80, math.nan), (100, 7)]
 
 
 def test_report_stores_what_optuna_stores(any_study: optuna.Study) -> None:
     ours, theirs = any_study.ask(), any_study.ask()
-    with statements(any_study) as seen:
+    with sql_statements(any_study) as seen:
         for step, value in CURVE:
             report(ours, value, step)
     for step, value in CURVE:

@@ -3,19 +3,17 @@ the study's trials are not read back from the database at every report."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
-import sqlalchemy
 from optuna.trial import TrialState
 
 from pg.sweep.pruning import PruningStudy, pruner_view, should_prune
 from pg.sweep.spec import SweepSpec
 from pg.sweep.study import open_storage
+from tests.conftest import sql_statements
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -37,23 +35,6 @@ def finish(
     for step, value in enumerate(curve, start=1):
         trial.report(value, step)
     study.tell(trial, curve[-1] if state == TrialState.COMPLETE else None, state=state)
-
-
-@contextlib.contextmanager
-def statements(study: optuna.Study) -> Iterator[list[str]]:
-    """Every SQL statement the study's engine runs inside the block."""
-    seen: list[str] = []
-    storage: Any = study._storage
-    engine = storage._backend.engine
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    sqlalchemy.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sqlalchemy.event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.mark.parametrize(
@@ -134,7 +115,7 @@ def test_reports_do_not_read_the_running_trial_back(tmp_path: Path) -> None:
         count = 0
         for step in range(1, 31):
             trial.report(float(step), step)
-            with statements(study) as seen:
+            with sql_statements(study) as seen:
                 assert not check(trial, view)
             count += len(seen)
         study.tell(trial, 30.0)
