@@ -137,8 +137,12 @@ def paired(
         ta, tb = times[(name, "a")], times[(name, "b")]
         ma, mb = statistics.median(ta), statistics.median(tb)
         tag = f" [{name}]" if len(trees) > 1 else ""
+        # Each a ran right before its b: a pair's ratio is less moved by a machine whose
+        # speed drifts within minutes than the ratio of the two medians.
+        pairs = statistics.median(x / y for x, y in zip(ta, tb, strict=True))
         print(
-            f"{label}{tag}: {ma:.2f} s vs {mb:.2f} s (medians of {repeats}) = {ma / mb:.2f}x  "
+            f"{label}{tag}: {ma:.2f} s vs {mb:.2f} s (medians of {repeats}) = {ma / mb:.2f}x; "
+            f"median of the pairs' ratios {pairs:.2f}x  "
             f"[{', '.join(f'{t:.1f}' for t in ta)} | {', '.join(f'{t:.1f}' for t in tb)}]"
             f"  target {target}; {load()}",
             flush=True,
