@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pg.record import names
+from pg.record.config_text import written_files
 from pg.record.rows import RowBuffer
 from pg.record.store import StoreLocation, redact
 
@@ -193,8 +194,6 @@ class TrackedRun:
 
     @staticmethod
     def upload(client: MlflowClient, run_id: str, files: Mapping[str, FileContent]) -> None:
-        from pg.record.config_text import written_files
-
         with tempfile.TemporaryDirectory(prefix="pg-artifacts-") as tmp:
             root = Path(tmp)
             for rel, content in written_files(files).items():

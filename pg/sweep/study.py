@@ -94,12 +94,16 @@ def latest_trial(trial: Trial) -> FrozenTrial:
     return frozen
 
 
+def _engine(storage: BaseStorage) -> Any | None:
+    """The database engine under Optuna's cache (``None``: the storage is no database)."""
+    return getattr(getattr(storage, "_backend", storage), "engine", None)
+
+
 def finished_count(study: optuna.Study) -> int | None:
     """How many of the study's trials have finished (Optuna's ``TrialState.is_finished``:
     complete, pruned or failed), in one query; ``None`` where the storage is not a
     database."""
-    storage: Any = _storage(study)
-    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    engine = _engine(_storage(study))
     if engine is None:
         return None
     query, states = _finished_query()
@@ -121,7 +125,7 @@ def report(trial: Trial, value: float, step: int) -> None:
     that is not a database, a value or step Optuna refuses) goes to Optuna's own call.
     """
     storage: Any = _storage(trial.study)
-    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    engine = _engine(storage)
     known = trial._cached_frozen_trial.intermediate_values
     if (
         engine is None
@@ -194,7 +198,7 @@ def _finished_query() -> tuple[Any, list[str]]:
     return query, [s.name for s in TrialState if s.is_finished()]
 
 
-# -- storage, budget, orphans ------------------------------------------------------------
+# -- storage, orphans -------------------------------------------------------------------
 
 
 def open_storage(url: str, spec: SweepSpec) -> RDBStorage:
