@@ -197,6 +197,19 @@ def owner_pid(trial: Any) -> int | None:
     return int(owner.rsplit(":", 1)[1]) if ":" in owner else None
 
 
+def mid_training(trial: Any, reports: int) -> bool:
+    """A trial whose run exists and that has under half of its ``reports`` in: a kill now
+    lands mid-training. Counted in reports, not seconds, so a slow machine cannot make the
+    window pass unseen; and the run id, which can first be known at the run's end (a
+    worker's first trial, its record process still importing MLflow), is not enough by
+    itself: a kill then would land between the run's end and Optuna's tell."""
+    return (
+        trial.state.name == "RUNNING"
+        and "pg.run_id" in trial.system_attrs
+        and len(trial.intermediate_values) < reports // 2
+    )
+
+
 def sigkill_a_worker(
     sweep: subprocess.Popen[str],
     trials: Callable[[], list[Any]],

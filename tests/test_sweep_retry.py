@@ -13,7 +13,15 @@ from typing import Any
 
 import pandas as pd
 
-from tests.conftest import FAST, Store, follow, kill_group, sigkill_a_worker, start_sweep
+from tests.conftest import (
+    FAST,
+    Store,
+    follow,
+    kill_group,
+    mid_training,
+    sigkill_a_worker,
+    start_sweep,
+)
 from tests.test_sweep import assert_agree, runs_of, study
 
 
@@ -42,15 +50,7 @@ def test_a_killed_workers_trial_runs_again_with_its_params(store: Store) -> None
             return []
 
     def started(t: Any) -> bool:
-        # Mid-training: its run exists and under half of its 400 reports are in. A run id
-        # can first be known at the run's end (a worker's first trial, its record process
-        # still importing MLflow): a kill then would land between the run's end and
-        # Optuna's tell, leaving the run FINISHED.
-        return (
-            t.state.name == "RUNNING"
-            and "pg.run_id" in t.system_attrs
-            and len(t.intermediate_values) < 200
-        )
+        return mid_training(t, 400)  # a trial of 400 k steps reports every 1 k
 
     try:
         victim, _ = sigkill_a_worker(

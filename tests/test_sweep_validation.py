@@ -23,7 +23,15 @@ from pg.stats import t_interval
 from pg.sweep.spec import SweepError, build_spec
 from pg.sweep.validation import validation_seeds
 from pg.sweep.validation_table import top_configurations, validation_table, winner
-from tests.conftest import Store, follow, kill_group, run_module, sigkill_a_worker, start_sweep
+from tests.conftest import (
+    Store,
+    follow,
+    kill_group,
+    mid_training,
+    run_module,
+    sigkill_a_worker,
+    start_sweep,
+)
 from tests.test_bad_input import assert_refused
 from tests.test_sweep import TINY, ok, runs_of, study
 
@@ -40,16 +48,10 @@ def validation_trials(db: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def just_started(trial: optuna.trial.FrozenTrial) -> bool:
-    """Training, its run known, and under half of its 300 reports in (a pair of 300 k steps
-    reports every 1 k and is never stopped early): a kill now lands mid-training, not
-    between its run's end and Optuna's tell. Counted in reports, not seconds: a pair
-    trained in 2.5-5 s on the machines seen first, 9 s on a slower one, where its run id
-    came more than 2 s after its start."""
-    return (
-        trial.state.name == "RUNNING"
-        and "pg.run_id" in trial.system_attrs
-        and len(trial.intermediate_values) < 150
-    )
+    """Mid-training (a pair of 300 k steps reports every 1 k and is never stopped early).
+    Counted in reports: a pair trained in 2.5-5 s on the machines seen first, 9 s on a
+    slower one, where its run id came more than 2 s after its start."""
+    return mid_training(trial, 300)
 
 
 def objective(store: Store, run_id: str) -> float:
