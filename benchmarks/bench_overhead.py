@@ -5,7 +5,9 @@
 2. Whole ``python -m pg.run`` (default, solving) tracked vs ``tracking.enabled=false``.
 3. The default sweep (20 trials, 1 worker) tracked vs untracked, whole process; 3'. the
    same without its validation stage (the sweep the issue measured, before it had one).
-4. The default sweep with 2 workers vs 1 (same sampler seed; several sampler seeds).
+4. The default sweep with 2 workers vs 1 (same sampler seed; several sampler seeds);
+   4h. first, what two trainings at once cost on this machine's cores (the floor of 4);
+   4u. each seed's sweeps again untracked (the part of 4 that is not tracking).
 5. The training loop vs the raw vector env at 32 envs (updates included).
 
 Every figure is a ratio of two things measured here, interleaved, so a busy machine moves
@@ -31,6 +33,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pg.core.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -236,6 +242,43 @@ def in_process(steps: int, pairs: int) -> None:
         )
 
 
+def _training_seconds(cfg: Config) -> float:
+    from pg.core.train import train
+
+    return train(cfg).seconds
+
+
+def side_by_side(steps: int, repeats: int) -> None:
+    """4's floor set by the machine: the same untracked training (a fixed number of steps,
+    the training loop's own seconds) in one forked process alone, then in two at once.
+    Two workers on two cores run each trial this much slower whatever pg does around it,
+    so a 2-worker sweep takes at least half of that factor of a 1-worker sweep's time."""
+    import multiprocessing
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_core import fixed_budget
+
+    torch.set_num_threads(1)
+    cfg = fixed_budget(steps, 0, False, Path(tempfile.gettempdir()))
+    _training_seconds(fixed_budget(20_000, 0, False, Path(tempfile.gettempdir())))  # warm-up
+    fork = multiprocessing.get_context("fork")  # children start warm: no import in the timing
+    alone: list[float] = []
+    together: list[float] = []
+    for _ in range(repeats):
+        for n, into in ((1, alone), (2, together)):
+            with fork.Pool(n) as pool:
+                into.extend(pool.map(_training_seconds, [cfg] * n))
+    a, b = statistics.median(alone), statistics.median(together)
+    print(
+        f"4h. the machine: {steps:,} untracked steps alone {a:.2f} s, two at once "
+        f"{b:.2f} s each (medians of {len(alone)} and {len(together)}) = {b / a:.2f}x slower; "
+        f"2 workers vs 1 cannot go below ~{b / a / 2:.2f}x here; {load()}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
@@ -278,13 +321,23 @@ def main() -> None:
         "<= 1.10x, tracked <= 15 s",
         trees,
     )
+    side_by_side(args.steps, max(2, args.repeats))
     for seed in args.sampler_seeds.split(","):
+        two, one = ["hydra.sweeper.workers=2"], [f"hydra.sweeper.sampler.seed={seed}"]
         paired(
             f"4. default sweep, sampler seed {seed}: 2 workers vs 1",
-            ["-m", "hydra.sweeper.workers=2", f"hydra.sweeper.sampler.seed={seed}"],
-            ["-m", f"hydra.sweeper.sampler.seed={seed}"],
-            1,
+            ["-m", *two, *one],
+            ["-m", *one],
+            max(1, args.repeats - 1),
             "<= 0.6x",
+            floor=True,
+        )
+        paired(  # what 4 would be if tracking cost nothing
+            f"4u. the same untracked, sampler seed {seed}: 2 workers vs 1",
+            ["-m", *two, *one, "tracking.enabled=false"],
+            ["-m", *one, "tracking.enabled=false"],
+            max(1, args.repeats - 1),
+            "(none: the part of 4 that is not tracking)",
             floor=True,
         )
 

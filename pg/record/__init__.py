@@ -15,3 +15,15 @@ how it is written and how it is read are kept here, once:
 
 Submodules are imported on demand: ``python -m pg.run --help`` must not pay for MLflow.
 """
+
+from __future__ import annotations
+
+import os
+
+# MLflow 3 reports usage telemetry from every process that imports it: a thread fetches a
+# config over the network, then events of every client call are queued and posted (~0.13 s
+# of CPU per pg.run, ~0.3 s per sweep, all in the record process). Every import of MLflow
+# by pg goes through this package (tests/test_architecture.py), so this runs before any of
+# them. pg opts out, as it does for Ray's usage stats, unless the variable is already set:
+# MLFLOW_DISABLE_TELEMETRY=false turns it back on.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
