@@ -7,13 +7,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
+from omegaconf._utils import get_omega_conf_dumper
 
 from pg.core.config import register_configs
 from pg.experiment import Snapshot
 from pg.record import names
-from pg.record.config_text import ConfigText, written, written_files
+from pg.record.config_text import ConfigText, c_dumper, plain, written, written_files
 from pg.record.store import redact
 from pg.sweep.compose import compose_trial, with_seed
 from tests.conftest import ROOT
@@ -66,6 +70,68 @@ def test_composed_configs_and_hydras_own_render_as_to_yaml(overrides: list[str])
         assert ConfigText.of(cfg, resolve=resolve).render() == OmegaConf.to_yaml(
             cfg, resolve=resolve
         )
+    # pg's own configs and Hydra's (its help texts have line breaks) take libyaml's emitter.
+    assert plain(ConfigText.of(hydra).tree) and plain(ConfigText.of(cfg).tree)
+
+
+def pure_python(tree: object) -> str:
+    """``OmegaConf.to_yaml``'s text for ``tree``: its dumper on PyYAML's own emitter."""
+    text: str = yaml.dump(
+        tree,
+        default_flow_style=False,
+        allow_unicode=True,
+        sort_keys=False,
+        Dumper=get_omega_conf_dumper(),
+    )
+    return text
+
+
+PRINTABLE = st.characters(min_codepoint=32, max_codepoint=126)
+KEYS = st.text(alphabet=PRINTABLE, min_size=1, max_size=30)
+TEXT = st.text(alphabet=st.one_of(PRINTABLE, st.sampled_from("\n\t  ")), max_size=150)
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), TEXT)
+TREES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(KEYS, inner, max_size=5)),
+    max_leaves=30,
+)
+
+
+# The same 600 trees on every run (30,000 others were compared when the emitter was chosen).
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(st.dictionaries(KEYS, TREES, min_size=1, max_size=6))
+def test_libyamls_emitter_writes_printable_trees_as_pyyamls(tree: dict[str, object]) -> None:
+    assert c_dumper() is not None  # PyYAML's wheels carry libyaml
+    assert plain(tree)
+    assert ConfigText(tree).render() == pure_python(tree)
+
+
+@pytest.mark.parametrize(
+    "tree",
+    [
+        {"thumbs": "\U0001f44d"},  # libyaml escapes characters beyond the BMP
+        {"key\nwith a break": 1},  # and writes keys with line breaks otherwise
+        {"": None},  # and the empty key
+        {"bell": "\x07", "nel": "\x85"},  # and control characters
+        {1: "an int key"},
+        {"raw": b"\x00"},
+    ],
+    ids=["beyond-bmp", "key-break", "empty-key", "control", "int-key", "bytes"],
+)
+def test_trees_libyaml_writes_otherwise_keep_pyyamls_emitter(tree: dict[object, object]) -> None:
+    assert not plain(tree)
+    assert ConfigText(tree).render() == pure_python(tree)
+
+
+def test_without_libyaml_every_tree_takes_pyyamls_emitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    c_dumper.cache_clear()
+    monkeypatch.delattr(yaml, "CDumper")
+    try:
+        assert c_dumper() is None
+        tree = {"a": [1, "b: c", None], "d": {"e": "true"}}
+        assert ConfigText(tree).render() == pure_python(tree)
+    finally:
+        c_dumper.cache_clear()
 
 
 def test_values_that_need_quoting_render_as_to_yaml() -> None:
