@@ -261,8 +261,9 @@ def side_by_side(steps: int, repeats: int) -> None:
     from bench_core import fixed_budget
 
     torch.set_num_threads(1)
-    cfg = fixed_budget(steps, 0, False, Path(tempfile.gettempdir()))
-    _training_seconds(fixed_budget(20_000, 0, False, Path(tempfile.gettempdir())))  # warm-up
+    untracked = Path(tempfile.gettempdir())  # the store's place: nothing is written there
+    cfg = fixed_budget(steps, 0, False, untracked)
+    _training_seconds(fixed_budget(20_000, 0, False, untracked))  # warm-up
     fork = multiprocessing.get_context("fork")  # children start warm: no import in the timing
     alone: list[float] = []
     together: list[float] = []

@@ -6,7 +6,8 @@ emitter: ~9 ms for a sweep trial's three files, a third of composing the trial, 
 the sweep's own loop for files that only the record process writes, and that an
 untracked run never writes at all. The training process now keeps the config as the plain
 containers ``OmegaConf.to_yaml`` would dump (~1.5 ms); the record process renders them
-with the same dumper and the same options, so the files are the same text
+with the same representer and the same options (on libyaml's emitter where that writes
+the same text, below), so the files are the same text
 (``tests/test_config_text.py`` compares them with ``OmegaConf.to_yaml``), and hides
 their secrets as before.
 """
