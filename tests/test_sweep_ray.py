@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests import test_server
-from tests.conftest import NO_VALIDATION, Store, run_module
+from tests.conftest import NO_VALIDATION, Store, mid_training, run_module
 from tests.test_server import MlflowServer, free_port
 from tests.test_sweep import TINY, assert_agree, ok, runs_of, study
 
@@ -378,9 +378,9 @@ def test_killed_ray_worker_fails_its_trial_and_the_sweep_goes_on(
             "hydra.sweeper.workers=2",
             "hydra.sweeper.n_trials=4",
             "hydra.sweeper.pruner.name=none",
-            # Long enough that the kill below (~1 s into the trial) lands mid-training, not
-            # after the run has ended and before Optuna is told (its record is then whole:
-            # FINISHED, not KILLED).
+            # Long enough that the kill below lands mid-training (under half of its
+            # reports in), not after the run has ended and before Optuna is told (its
+            # record is then whole: FINISHED, not KILLED).
             "train.max_steps=400000",
             "train.report_every=1000",
             "train.target_return=null",
@@ -407,15 +407,14 @@ def test_killed_ray_worker_fails_its_trial_and_the_sweep_goes_on(
                 running = [t for t in study(store).get_trials() if t.state.name == "RUNNING"]
             except Exception:
                 continue
-            for t in running:
-                if "pg.run_id" in t.system_attrs and "pg.owner" in t.system_attrs:
+            for t in running:  # mid-training: under 200 of its 400 reports
+                if mid_training(t, 400) and "pg.owner" in t.system_attrs:
                     victim, owner = t.number, t.system_attrs["pg.owner"]
                     break
         assert victim is not None, "no trial started in time\n" + "".join(output)
         pid = int(owner.rsplit(":", 1)[1])
         assert pid != proc.pid
         assert Path(f"/proc/{pid}/cmdline").read_text().startswith("ray::pg-sweep-")
-        time.sleep(0.5)
         os.kill(pid, signal.SIGKILL)
         code = proc.wait(timeout=300)
     finally:
