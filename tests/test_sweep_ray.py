@@ -607,7 +607,10 @@ def test_ctrl_c_cancels_ray_workers_and_the_same_command_resumes(
             "-m",
             "pg.run",
             *args,
-            "train.max_steps=200000",
+            # Long enough that both trials are seen mid-training (under half of their
+            # reports in) before either ends: a Ctrl-C then interrupts both.
+            "train.max_steps=400000",
+            "train.report_every=1000",
             "train.target_return=null",
         ],
         cwd=store.home,
@@ -631,10 +634,8 @@ def test_ctrl_c_cancels_ray_workers_and_the_same_command_resumes(
                 trials = study(store).get_trials()
             except Exception:
                 continue
-            running = [t for t in trials if "pg.run_id" in t.system_attrs]
-            running = [t for t in running if t.state.name == "RUNNING"]
+            running = [t for t in trials if mid_training(t, 400)]
         assert len(running) == 2, "two trials never ran at once\n" + "".join(output)
-        time.sleep(1.0)
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=120)
     finally:
