@@ -61,7 +61,7 @@ _STOLEN: list[float] = []  # the steal counter when load() last read it
 
 def load() -> str:
     """The load average, and the CPU time the host took since the line before: on a
-    shared virtual machine that is the noise no interleaving removes (a ~4 s run lost
+    shared virtual machine that is the noise no interleaving removes (a ~5 s run lost
     up to ~1 s to it here)."""
     one, five, _ = os.getloadavg()
     text = f"load {one:.1f}/{five:.1f} on {os.cpu_count()} cores"
