@@ -241,8 +241,7 @@ def in_process(steps: int, pairs: int) -> None:
         print(
             f"1. {steps:,} steps untracked {p:.2f} s, tracked {w:.2f} s (loops {pl:.2f} s and "
             f"{i:.2f} s): {100 * (w / p - 1):+.1f} % wall, {100 * (i / pl - 1):+.1f} % inside "
-            f"the loop "
-            f"(best of {pairs}); median of the {pairs} pairs {100 * (ratio - 1):+.1f} % "
+            f"the loop (best of {pairs}); median of the {pairs} pairs {100 * (ratio - 1):+.1f} % "
             f"(target <= 5 % wall); {load()}",
             flush=True,
         )
